@@ -1,0 +1,51 @@
+# make check is what CI and laptops share: formatting, vet, lint and the
+# race-enabled tests. See README.md.
+GO          ?= go
+GOLANGCI    ?= $(shell $(GO) env GOPATH)/bin/golangci-lint
+LINT_VER    := v2.15.0
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS     := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
+.PHONY: all build test race check fmt vet lint fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/gatehouse ./cmd/gatehouse
+
+test:
+	$(GO) test ./...
+
+race:
+	$(GO) test -race ./...
+
+fmt:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+$(GOLANGCI):
+	$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VER)
+
+lint: $(GOLANGCI)
+	$(GOLANGCI) run ./...
+
+check: fmt vet lint race
+
+# fuzz runs every fuzz target for FUZZTIME each (CI runs it too).
+FUZZTIME ?= 20s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+bench:
+	bash bench/run.sh
+
+clean:
+	rm -rf bin

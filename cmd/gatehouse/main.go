@@ -1,0 +1,218 @@
+// Command gatehouse is an identity-aware reverse proxy.
+//
+//	gatehouse serve -config FILE     run the proxy
+//	gatehouse check -config FILE     validate a configuration, print every problem
+//	gatehouse quickstart             run on embedded defaults in front of the demo app
+//	gatehouse demo -addr ADDR        run only the demo app
+//	gatehouse version                print version, commit and Go version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/examples"
+	"github.com/gatehouse-proxy/gatehouse/internal/app"
+	"github.com/gatehouse-proxy/gatehouse/internal/config"
+	"github.com/gatehouse-proxy/gatehouse/internal/demoapp"
+)
+
+// Set by the linker: -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: gatehouse <command> [flags]
+
+commands:
+  serve -config FILE     run the proxy
+  check -config FILE     validate a configuration file
+  quickstart [-addr A]   run on embedded defaults in front of the demo app
+  demo -addr ADDR        run only the demo app
+  version                print version information
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return serve(args, stderr)
+	case "check":
+		return check(args, stdout, stderr)
+	case "quickstart":
+		return quickstart(args, stderr)
+	case "demo":
+		return demo(args, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintf(stdout, "gatehouse %s (commit %s, %s, %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "gatehouse: unknown command %q\n%s", cmd, usage)
+	return 2
+}
+
+func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration `file`")
+	if err := fs.Parse(args); err != nil {
+		return "", false
+	}
+	if *path == "" || fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "usage: gatehouse %s -config FILE\n", name)
+		return "", false
+	}
+	return *path, true
+}
+
+func check(args []string, stdout, stderr io.Writer) int {
+	path, ok := configFlag("check", args, stderr)
+	if !ok {
+		return 2
+	}
+	if _, err := config.Load(path); err != nil {
+		fmt.Fprintln(stdout, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", path)
+	return 0
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	o := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, o))
+	}
+	return slog.New(slog.NewJSONHandler(w, o))
+}
+
+func serve(args []string, stderr io.Writer) int {
+	path, ok := configFlag("serve", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return runApp(cfg, path, stderr)
+}
+
+// runApp runs gatehouse until SIGTERM or SIGINT; SIGHUP reloads.
+func runApp(cfg *config.Config, path string, stderr io.Writer) int {
+	log := newLogger(cfg, stderr)
+	log.Info("starting gatehouse", "version", version, "commit", commit)
+	a, err := app.New(cfg, app.Options{ConfigPath: path, Log: log})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			log.Info("SIGHUP: reloading")
+			_ = a.Reload(ctx) // logged by Reload
+		}
+	}()
+	if err := a.Run(ctx); err != nil {
+		log.Error("stopped with error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func quickstart(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("quickstart", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8080", "`address` to serve on (loopback only)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if !isLoopback(*addr) {
+		fmt.Fprintf(stderr, "gatehouse quickstart: refusing to serve on %s: the quickstart is for this machine only (use a loopback address)\n", *addr)
+		return 2
+	}
+	cfg, err := config.Parse("examples/quickstart.yaml", examples.Quickstart)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintf(stderr, "gatehouse quickstart: starting the demo app: %v\n", err)
+		return 1
+	}
+	demoSrv := &http.Server{Handler: demoapp.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go demoSrv.Serve(ln)
+	defer demoSrv.Close()
+	cfg.Upstreams["demo"].Targets = []config.URL{{URL: &url.URL{Scheme: "http", Host: ln.Addr().String()}}}
+	cfg.Listeners[0].Address = *addr
+	fmt.Fprintf(stderr, "gatehouse quickstart: open http://%s/ (demo app on %s)\n", *addr, ln.Addr())
+	return runApp(cfg, "", stderr)
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func demo(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8081", "`address` to serve the demo app on")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	srv := &http.Server{Addr: *addr, Handler: demoapp.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	fmt.Fprintf(stderr, "gatehouse demo app on http://%s/\n", *addr)
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintf(stderr, "gatehouse demo: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,298 @@
+// Package config defines gatehouse's configuration file: its schema (the
+// field comments below are the reference; docs/config.md is generated from
+// them and kept in sync by a test), its defaults, loading with positioned
+// errors, and pure validation that reports every problem at once.
+package config
+
+import "time"
+
+// Config is the whole configuration file.
+type Config struct {
+	// Listeners are the addresses gatehouse serves user traffic on. At least
+	// one is required.
+	Listeners []Listener `yaml:"listeners"`
+
+	// TrustedProxies are the CIDRs of proxies (HAProxy, a load balancer)
+	// whose X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and
+	// X-Request-Id gatehouse believes, and that may send a PROXY protocol
+	// header. From any other peer those headers are replaced. Default: none.
+	TrustedProxies []Prefix `yaml:"trusted_proxies"`
+
+	// Server holds the HTTP server limits shared by all listeners.
+	Server Server `yaml:"server"`
+
+	// HSTS configures the Strict-Transport-Security header sent on
+	// responses over TLS.
+	HSTS HSTS `yaml:"hsts"`
+
+	// Headers names the headers gatehouse sets on upstream requests. Inbound
+	// headers with these names (in any case, with _ for -) are always
+	// removed before routing.
+	Headers Headers `yaml:"headers"`
+
+	// Admin is the operator listener for metrics and status. It is never
+	// served on a public listener.
+	Admin Admin `yaml:"admin"`
+
+	// Audit configures the access audit log: one JSON record per request.
+	Audit Audit `yaml:"audit"`
+
+	// Log configures the operator log (stderr).
+	Log Log `yaml:"log"`
+
+	// Upstreams are the applications gatehouse forwards to, by name.
+	Upstreams map[string]*Upstream `yaml:"upstreams"`
+
+	// Routes map requests to upstreams. The most specific route wins: an
+	// exact host before a wildcard host before any host, then the longest
+	// path prefix. A request no route matches gets 404.
+	Routes []Route `yaml:"routes"`
+}
+
+// Listener is one address gatehouse accepts connections on.
+type Listener struct {
+	// Name identifies the listener in logs and metrics. Default: the address.
+	Name string `yaml:"name"`
+
+	// Address is the host:port to listen on, such as 127.0.0.1:8080 or
+	// :8443. Required.
+	Address string `yaml:"address"`
+
+	// TLS, when set, terminates TLS on this listener (TLS 1.2 or newer,
+	// HTTP/2 offered through ALPN).
+	TLS *TLS `yaml:"tls"`
+
+	// ProxyProtocol accepts a PROXY protocol v1 or v2 header (as sent by
+	// HAProxy's send-proxy-v2) from trusted_proxies: "off"; "optional" (a
+	// trusted peer may send one; a header from any other peer closes the
+	// connection); "required" (every connection must come from a trusted
+	// peer and start with a header). HAProxy's LOCAL health checks are
+	// accepted and use the peer's own address. Default: off.
+	ProxyProtocol string `yaml:"proxy_protocol"`
+
+	// RedirectHTTPS makes this a plain-HTTP listener that only answers 308
+	// redirects to the same host and path over https (to https_port).
+	// Default: false.
+	RedirectHTTPS bool `yaml:"redirect_https"`
+
+	// HTTPSPort is the port redirects point to; 443 is left out of the URL.
+	// Default: 443.
+	HTTPSPort int `yaml:"https_port"`
+}
+
+func (l *Listener) setDefaults() {
+	l.ProxyProtocol = "off"
+	l.HTTPSPort = 443
+}
+
+// TLS is a certificate and key for a TLS listener.
+type TLS struct {
+	// CertFile is the PEM certificate chain, leaf first. Required.
+	CertFile string `yaml:"cert_file"`
+
+	// KeyFile is the PEM private key for CertFile. Required.
+	KeyFile string `yaml:"key_file"`
+
+	// MinVersion is the oldest TLS version accepted: "1.2" or "1.3".
+	// Default: 1.2.
+	MinVersion string `yaml:"min_version"`
+
+	// ReloadInterval is how often the files are checked for changes; a
+	// changed pair is loaded without a restart (and on SIGHUP). A pair that
+	// fails to load is logged and the previous one kept. Default: 10s.
+	ReloadInterval Duration `yaml:"reload_interval"`
+}
+
+func (t *TLS) setDefaults() {
+	t.MinVersion = "1.2"
+	t.ReloadInterval = Duration(10 * time.Second)
+}
+
+// Server holds the limits every listener applies, so that a slow or
+// malicious client cannot hold a connection forever.
+type Server struct {
+	// ReadHeaderTimeout bounds reading a request's headers (slowloris).
+	// Default: 10s.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+
+	// BodyReadTimeout bounds reading a request body, measured from the end
+	// of the headers; it is cleared once the body is read, so it never cuts
+	// a long response. Default: 5m.
+	BodyReadTimeout Duration `yaml:"body_read_timeout"`
+
+	// WriteTimeout bounds writing a whole response. 0 means no limit, which
+	// long streamed responses (Metabase queries, server-sent events) need;
+	// upstream timeouts still apply. Default: 0s.
+	WriteTimeout Duration `yaml:"write_timeout"`
+
+	// IdleTimeout closes keep-alive connections idle this long.
+	// Default: 2m.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+
+	// ProxyHeaderTimeout bounds reading a PROXY protocol header.
+	// Default: 5s.
+	ProxyHeaderTimeout Duration `yaml:"proxy_header_timeout"`
+
+	// MaxHeaderBytes caps the request line and headers; larger requests get
+	// 431. Default: 32768.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+
+	// MaxConcurrentStreams caps HTTP/2 streams per connection.
+	// Default: 250.
+	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
+
+	// ShutdownTimeout is how long SIGTERM waits for in-flight requests
+	// before closing connections. Default: 30s.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// HSTS is the Strict-Transport-Security policy.
+type HSTS struct {
+	// MaxAge is the max-age sent; 0s turns the header off. Default: 8760h
+	// (one year).
+	MaxAge Duration `yaml:"max_age"`
+
+	// IncludeSubdomains adds includeSubDomains. Default: false.
+	IncludeSubdomains bool `yaml:"include_subdomains"`
+
+	// Preload adds preload (needs include_subdomains and a max_age of at
+	// least one year). Default: false.
+	Preload bool `yaml:"preload"`
+}
+
+// Headers names the headers gatehouse sets upstream.
+type Headers struct {
+	// RequestID carries the request ID upstream and back to the client. An
+	// inbound value is kept only from trusted_proxies. Default: X-Request-Id.
+	RequestID string `yaml:"request_id"`
+
+	// User carries the signed-in user's name. Default: X-Gatehouse-User.
+	User string `yaml:"user"`
+
+	// Email carries the signed-in user's email. Default: X-Gatehouse-Email.
+	Email string `yaml:"email"`
+
+	// Groups carries the user's groups, comma-separated.
+	// Default: X-Gatehouse-Groups.
+	Groups string `yaml:"groups"`
+
+	// Assertion carries the signed identity assertion (a JWT).
+	// Default: X-Gatehouse-Assertion.
+	Assertion string `yaml:"assertion"`
+}
+
+// Admin is the operator listener: /metrics (Prometheus),
+// /.gatehouse/healthz and /.gatehouse/readyz.
+type Admin struct {
+	// Address is the host:port of the admin listener; "off" disables it.
+	// A non-loopback address requires token. Default: 127.0.0.1:9090.
+	Address string `yaml:"address"`
+
+	// Token, when set, is a secret reference to a bearer token required on
+	// /metrics (Prometheus' authorization.credentials). Default: none.
+	Token SecretRef `yaml:"token"`
+}
+
+// Audit configures the audit log; docs/audit.md describes its records.
+type Audit struct {
+	// Output is "stdout", "stderr" or an absolute file path. A file is
+	// reopened on SIGHUP and when it is moved away (log rotation).
+	// Default: stdout.
+	Output string `yaml:"output"`
+}
+
+// Log configures the operator log, written to stderr.
+type Log struct {
+	// Level is debug, info, warn or error. Default: info.
+	Level string `yaml:"level"`
+
+	// Format is json or text. Default: json.
+	Format string `yaml:"format"`
+}
+
+// Upstream is an application: one or more equivalent targets.
+type Upstream struct {
+	// Targets are the base URLs of the application's instances
+	// (http or https, host and port, no path). Requests are spread round
+	// robin. Required.
+	Targets []URL `yaml:"targets"`
+
+	// DialTimeout bounds connecting to a target; a failure answers 502.
+	// Default: 5s.
+	DialTimeout Duration `yaml:"dial_timeout"`
+
+	// ResponseHeaderTimeout bounds the wait for the response headers after
+	// the request is sent; a timeout answers 504. Default: 60s.
+	ResponseHeaderTimeout Duration `yaml:"response_header_timeout"`
+
+	// IdleConnTimeout closes pooled upstream connections idle this long.
+	// Default: 90s.
+	IdleConnTimeout Duration `yaml:"idle_conn_timeout"`
+
+	// MaxIdleConnsPerTarget is the keep-alive pool size per target; size it
+	// for peak concurrency so load does not churn connections.
+	// Default: 512.
+	MaxIdleConnsPerTarget int `yaml:"max_idle_conns_per_target"`
+}
+
+func (u *Upstream) setDefaults() {
+	u.DialTimeout = Duration(5 * time.Second)
+	u.ResponseHeaderTimeout = Duration(60 * time.Second)
+	u.IdleConnTimeout = Duration(90 * time.Second)
+	u.MaxIdleConnsPerTarget = 512
+}
+
+// Route sends matching requests to an upstream.
+type Route struct {
+	// Name identifies the route in audit records and metrics.
+	// Default: host and path, such as "app.example.com/api".
+	Name string `yaml:"name"`
+
+	// Host matches the request host: exact ("app.example.com"), a wildcard
+	// for one or more labels ("*.example.com"), or empty for any host.
+	// Default: any host.
+	Host string `yaml:"host"`
+
+	// Path is a path prefix matched on segment boundaries ("/api" matches
+	// /api and /api/x, not /apix), against the canonical path.
+	// Default: /.
+	Path string `yaml:"path"`
+
+	// Upstream names the upstream in upstreams. Required.
+	Upstream string `yaml:"upstream"`
+
+	// PreserveHost sends the client's Host header upstream instead of the
+	// target's host. Default: false.
+	PreserveHost bool `yaml:"preserve_host"`
+}
+
+func (r *Route) setDefaults() {
+	r.Path = "/"
+}
+
+// Default returns the configuration with every default applied and no
+// listeners, upstreams or routes.
+func Default() *Config {
+	return &Config{
+		Server: Server{
+			ReadHeaderTimeout:    Duration(10 * time.Second),
+			BodyReadTimeout:      Duration(5 * time.Minute),
+			IdleTimeout:          Duration(2 * time.Minute),
+			ProxyHeaderTimeout:   Duration(5 * time.Second),
+			MaxHeaderBytes:       32 << 10,
+			MaxConcurrentStreams: 250,
+			ShutdownTimeout:      Duration(30 * time.Second),
+		},
+		HSTS: HSTS{MaxAge: Duration(365 * 24 * time.Hour)},
+		Headers: Headers{
+			RequestID: "X-Request-Id",
+			User:      "X-Gatehouse-User",
+			Email:     "X-Gatehouse-Email",
+			Groups:    "X-Gatehouse-Groups",
+			Assertion: "X-Gatehouse-Assertion",
+		},
+		Admin: Admin{Address: "127.0.0.1:9090"},
+		Audit: Audit{Output: "stdout"},
+		Log:   Log{Level: "info", Format: "json"},
+	}
+}

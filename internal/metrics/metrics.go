@@ -1,0 +1,114 @@
+// Package metrics defines gatehouse's Prometheus metrics. They live for the
+// whole process (across configuration reloads) on their own registry, which
+// is served only on the admin listener.
+package metrics
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds every collector gatehouse exports.
+type Metrics struct {
+	// Registry is what /metrics serves.
+	Registry *prometheus.Registry
+
+	requests        *prometheus.CounterVec
+	upstreamLatency *prometheus.HistogramVec
+	inFlight        prometheus.Gauge
+	reloads         *prometheus.CounterVec
+	configLoaded    prometheus.Gauge
+
+	mu    sync.RWMutex // guards cache
+	cache map[reqKey]prometheus.Counter
+	hmu   sync.RWMutex // guards hcache
+	hcache map[[2]string]prometheus.Observer
+}
+
+type reqKey struct {
+	route, decision string
+	status          int
+}
+
+// New registers gatehouse's collectors, plus the Go runtime and process
+// collectors, on a fresh registry.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_requests_total",
+			Help: "Requests handled, by route, status code and decision.",
+		}, []string{"route", "status", "decision"}),
+		upstreamLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gatehouse_upstream_response_seconds",
+			Help:    "Time from sending a request upstream to its response headers, by route and upstream.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"route", "upstream"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_requests_in_flight",
+			Help: "Requests being handled right now.",
+		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_config_reloads_total",
+			Help: "Configuration reloads, by result (success or failure).",
+		}, []string{"result"}),
+		configLoaded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_config_last_reload_success_timestamp_seconds",
+			Help: "When the configuration in force was loaded.",
+		}),
+		cache:  map[reqKey]prometheus.Counter{},
+		hcache: map[[2]string]prometheus.Observer{},
+	}
+	reg.MustRegister(m.requests, m.upstreamLatency, m.inFlight, m.reloads, m.configLoaded,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Request counts one finished request. The labelled counter is cached so
+// the steady state costs a read-locked map lookup and an atomic add.
+func (m *Metrics) Request(route string, status int, decision string) {
+	k := reqKey{route, decision, status}
+	m.mu.RLock()
+	c, ok := m.cache[k]
+	m.mu.RUnlock()
+	if !ok {
+		c = m.requests.WithLabelValues(route, strconv.Itoa(status), decision)
+		m.mu.Lock()
+		m.cache[k] = c
+		m.mu.Unlock()
+	}
+	c.Inc()
+}
+
+// UpstreamLatency records the time to an upstream's response headers.
+func (m *Metrics) UpstreamLatency(route, upstream string, d time.Duration) {
+	k := [2]string{route, upstream}
+	m.hmu.RLock()
+	o, ok := m.hcache[k]
+	m.hmu.RUnlock()
+	if !ok {
+		o = m.upstreamLatency.WithLabelValues(route, upstream)
+		m.hmu.Lock()
+		m.hcache[k] = o
+		m.hmu.Unlock()
+	}
+	o.Observe(d.Seconds())
+}
+
+// InFlight returns the in-flight gauge.
+func (m *Metrics) InFlight() prometheus.Gauge { return m.inFlight }
+
+// Reload counts a configuration reload.
+func (m *Metrics) Reload(ok bool) {
+	if ok {
+		m.reloads.WithLabelValues("success").Inc()
+		m.configLoaded.SetToCurrentTime()
+		return
+	}
+	m.reloads.WithLabelValues("failure").Inc()
+}

@@ -1,0 +1,415 @@
+// Package proxy is gatehouse's data plane. For every request it builds one
+// canonical view (host, path), strips every header a client could use to
+// forge identity or the request's target, routes, and forwards with
+// httputil.ReverseProxy's Rewrite hook (never Director, so a Connection
+// header cannot delete what gatehouse sets). Identity and policy plug in
+// between routing and forwarding.
+//
+// The Handler expects to run inside audit.Handler: it fills in the request's
+// audit.Record and never emits one itself.
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/internal/audit"
+	"github.com/gatehouse-proxy/gatehouse/internal/canon"
+	"github.com/gatehouse-proxy/gatehouse/internal/idheader"
+	"github.com/gatehouse-proxy/gatehouse/internal/listener"
+	"github.com/gatehouse-proxy/gatehouse/internal/route"
+	"github.com/gatehouse-proxy/gatehouse/internal/upstream"
+)
+
+// Reason codes this package puts in audit records.
+const (
+	ReasonBadHost         = "bad-host"         // the Host header cannot be canonicalized
+	ReasonBadPath         = "bad-path"         // the path cannot be canonicalized
+	ReasonNoRoute         = "no-route"         // no route matches host and path
+	ReasonMethod          = "method-refused"   // TRACE and CONNECT are never forwarded
+	ReasonUpgrade         = "upgrade-refused"  // protocol upgrades (h2c, websocket) are refused
+	ReasonNoPolicy        = "no-policy"        // forwarded: the route has no access policy yet
+	ReasonInternal        = "internal"         // served by gatehouse itself (/.gatehouse/...)
+	ReasonNotFoundGH      = "unknown-endpoint" // an unknown /.gatehouse/ path
+	ReasonBodyReadTimeout = "body-read-timeout"
+)
+
+// Route is a route with everything needed to forward on it.
+type Route struct {
+	// Name identifies the route in audit records and metrics.
+	Name string
+	// Host and Path are the match: see package route.
+	Host, Path string
+	// Upstream receives the requests.
+	Upstream *upstream.Upstream
+	// PreserveHost sends the client's Host instead of the target's.
+	PreserveHost bool
+
+	rp *httputil.ReverseProxy
+}
+
+// Headers names the headers gatehouse sets upstream.
+type Headers struct {
+	RequestID string
+}
+
+// Options configures a Handler.
+type Options struct {
+	Routes []*Route
+	// Stripper removes inbound identity headers.
+	Stripper *idheader.Stripper
+	// Trusted are the proxies whose forwarding headers are believed.
+	Trusted listener.Trust
+	Headers Headers
+	// HSTS is the Strict-Transport-Security value for TLS responses; "" for none.
+	HSTS string
+	// BodyReadTimeout bounds reading a request body. 0 means none.
+	BodyReadTimeout time.Duration
+	// Ready reports readiness for /.gatehouse/readyz.
+	Ready func() bool
+	// Log is the operator log.
+	Log *slog.Logger
+}
+
+// Handler is the proxy. It is immutable once built; a configuration reload
+// builds a new one.
+type Handler struct {
+	opts    Options
+	routes  *route.Table[*Route]
+	ids     idGen
+	errLog  *log.Logger
+	bufPool bufferPool
+}
+
+// New builds the routing table and one ReverseProxy per route.
+func New(opts Options) (*Handler, error) {
+	if opts.Stripper == nil {
+		return nil, errors.New("proxy: Stripper is required")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Ready == nil {
+		opts.Ready = func() bool { return true }
+	}
+	if opts.Headers.RequestID == "" {
+		opts.Headers.RequestID = "X-Request-Id"
+	}
+	opts.Headers.RequestID = http.CanonicalHeaderKey(opts.Headers.RequestID)
+	h := &Handler{opts: opts}
+	h.errLog = slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn)
+	h.ids.init()
+	entries := make([]route.Entry[*Route], 0, len(opts.Routes))
+	for _, rt := range opts.Routes {
+		if rt.Upstream == nil {
+			return nil, fmt.Errorf("proxy: route %s has no upstream", rt.Name)
+		}
+		rt.rp = h.reverseProxy(rt)
+		entries = append(entries, route.Entry[*Route]{Host: rt.Host, Path: rt.Path, Value: rt})
+	}
+	t, err := route.New(entries)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	h.routes = t
+	return h, nil
+}
+
+func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite:        func(pr *httputil.ProxyRequest) { h.rewrite(pr, rt) },
+		Transport:      rt.Upstream,
+		ModifyResponse: func(resp *http.Response) error { return h.modifyResponse(resp, rt) },
+		ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { h.upstreamError(w, r, err) },
+		BufferPool:     &h.bufPool,
+		ErrorLog:       h.errLog,
+	}
+}
+
+// ServeHTTP canonicalizes, strips, routes and forwards one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec := audit.FromContext(r.Context())
+	conn := listener.ConnOf(r)
+	trusted := h.opts.Trusted.Contains(conn.Peer)
+	client := conn.Client
+	if trusted {
+		client = idheader.ClientIP(conn.Client, r.Header["X-Forwarded-For"], h.opts.Trusted.Contains)
+	}
+	rec.ClientIP = client
+
+	// The request ID is believed only from a trusted proxy. It is set on the
+	// inbound request (after stripping, since its name may be in the
+	// X-Gatehouse- namespace) so that Rewrite forwards it, and echoed to the
+	// client.
+	id := ""
+	if trusted {
+		if v := r.Header.Get(h.opts.Headers.RequestID); idheader.ValidRequestID(v) {
+			id = v
+		}
+	}
+	if id == "" {
+		id = h.ids.next()
+	}
+	rec.RequestID = id
+	h.opts.Stripper.Strip(r.Header)
+	r.Header[h.opts.Headers.RequestID] = []string{id}
+	w.Header()[h.opts.Headers.RequestID] = []string{id}
+
+	host, err := canon.Host(r.Host, r.TLS != nil)
+	if err != nil {
+		rec.Host = truncate(r.Host, 256)
+		h.deny(w, r, http.StatusBadRequest, ReasonBadHost)
+		return
+	}
+	rec.Host = host
+	path, err := canon.Path(r.URL.EscapedPath())
+	if err != nil {
+		rec.Path = truncate(r.URL.EscapedPath(), 256) // as sent, still escaped
+		h.deny(w, r, http.StatusBadRequest, ReasonBadPath)
+		return
+	}
+	rec.Path = path
+
+	if r.Method == http.MethodTrace || r.Method == http.MethodConnect {
+		h.deny(w, r, http.StatusMethodNotAllowed, ReasonMethod)
+		return
+	}
+	if r.Header.Get("Upgrade") != "" {
+		h.deny(w, r, http.StatusBadRequest, ReasonUpgrade)
+		return
+	}
+	if path == "/.gatehouse" || strings.HasPrefix(path, "/.gatehouse/") {
+		h.serveInternal(w, r, path)
+		return
+	}
+
+	rt, ok := h.routes.Match(host, path)
+	if !ok {
+		h.deny(w, r, http.StatusNotFound, ReasonNoRoute)
+		return
+	}
+	rec.Route = rt.Name
+	rec.Upstream = rt.Upstream.Name()
+	rec.Decision = audit.DecisionAllow
+	rec.Reason = ReasonNoPolicy
+
+	// One canonical path is both routed and forwarded.
+	if path != r.URL.EscapedPath() {
+		r.URL.Path = canon.Decode(path)
+		r.URL.RawPath = path
+	}
+	if h.opts.BodyReadTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
+		limitBodyRead(w, r, h.opts.BodyReadTimeout)
+	}
+	rt.rp.ServeHTTP(w, r)
+}
+
+// rewrite builds the outbound request. Hop-by-hop headers (and any header
+// the client named in Connection) are already gone from pr.Out, so what is
+// set here reaches the upstream.
+func (h *Handler) rewrite(pr *httputil.ProxyRequest, rt *Route) {
+	in, out := pr.In, pr.Out
+	out.URL.Scheme = "http"
+	out.URL.Host = "upstream" // the Upstream round tripper picks the target
+	if rt.PreserveHost {
+		out.Host = in.Host
+	} else {
+		out.Host = ""
+	}
+	conn := listener.ConnOf(in)
+	trusted := h.opts.Trusted.Contains(conn.Peer)
+	prior := in.Header["X-Forwarded-For"]
+	if conn.Proxied && len(prior) > 0 && lastElement(prior) == conn.Client.String() {
+		// HAProxy already appended the client it announced in the PROXY
+		// header (option forwardfor): do not list it twice.
+		out.Header["X-Forwarded-For"] = []string{idheader.ForwardedFor(prior[:len(prior)-1], conn.Client, trusted)}
+	} else {
+		out.Header["X-Forwarded-For"] = []string{idheader.ForwardedFor(prior, conn.Client, trusted)}
+	}
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	fwdHost := in.Host
+	if trusted {
+		if v := in.Header.Get("X-Forwarded-Proto"); v == "http" || v == "https" {
+			proto = v
+		}
+		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
+			if ch, err := canon.Host(v, proto == "https"); err == nil {
+				fwdHost = ch
+			}
+		}
+	}
+	out.Header["X-Forwarded-Proto"] = []string{proto}
+	out.Header["X-Forwarded-Host"] = []string{fwdHost}
+	out.Header[h.opts.Headers.RequestID] = in.Header[h.opts.Headers.RequestID]
+}
+
+func lastElement(vals []string) string {
+	v := vals[len(vals)-1]
+	if i := strings.LastIndexByte(v, ','); i >= 0 {
+		v = v[i+1:]
+	}
+	return strings.TrimSpace(v)
+}
+
+func (h *Handler) modifyResponse(resp *http.Response, rt *Route) error {
+	rec := audit.FromContext(resp.Request.Context())
+	// Identity headers are gatehouse's to set, in both directions.
+	for k := range resp.Header {
+		if len(k) >= len("X-Gatehouse-") && strings.EqualFold(k[:len("X-Gatehouse-")], "X-Gatehouse-") {
+			delete(resp.Header, k)
+		}
+	}
+	if h.opts.HSTS != "" && resp.Request.TLS == nil && rec.TLS {
+		if resp.Header.Get("Strict-Transport-Security") == "" {
+			resp.Header["Strict-Transport-Security"] = []string{h.opts.HSTS}
+		}
+	}
+	return nil
+}
+
+// upstreamError answers a failed round trip: 502 when the target could not
+// be reached, 504 when it did not answer in time, nothing when the client
+// has gone (499 in the audit record).
+func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	rec := audit.FromContext(r.Context())
+	var te *upstream.TargetError
+	if errors.As(err, &te) {
+		rec.Target = te.Target.Name
+	}
+	status, reason := upstream.Classify(r.Context(), err)
+	if errors.Is(err, errBodyReadTimeout) {
+		status, reason = http.StatusRequestTimeout, ReasonBodyReadTimeout
+	}
+	rec.Decision = audit.DecisionError
+	rec.Reason = reason
+	if status == 499 {
+		rec.Status = 499
+		return
+	}
+	h.opts.Log.Warn("upstream request failed", "request_id", rec.RequestID, "route", rec.Route,
+		"target", rec.Target, "reason", reason, "err", err)
+	writeError(w, r, status, rec.RequestID)
+}
+
+func (h *Handler) deny(w http.ResponseWriter, r *http.Request, status int, reason string) {
+	rec := audit.FromContext(r.Context())
+	rec.Decision = audit.DecisionDeny
+	rec.Reason = reason
+	writeError(w, r, status, rec.RequestID)
+}
+
+func (h *Handler) serveInternal(w http.ResponseWriter, r *http.Request, path string) {
+	rec := audit.FromContext(r.Context())
+	rec.Route = "gatehouse"
+	rec.Decision = audit.DecisionAllow
+	rec.Reason = ReasonInternal
+	switch path {
+	case "/.gatehouse/healthz":
+		Healthz(w, r)
+	case "/.gatehouse/readyz":
+		Readyz(h.opts.Ready)(w, r)
+	default:
+		h.deny(w, r, http.StatusNotFound, ReasonNotFoundGH)
+	}
+}
+
+// Healthz answers 200 while the process serves requests.
+func Healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "ok\n")
+}
+
+// Readyz answers 200 when ready() holds (configuration loaded, listeners
+// up, not shutting down) and 503 otherwise.
+func Readyz(ready func() bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "not ready\n")
+			return
+		}
+		io.WriteString(w, "ready\n")
+	}
+}
+
+// idGen makes request IDs: a random per-process prefix and a counter, so
+// IDs are unique without a random read per request.
+type idGen struct {
+	prefix [8]byte
+	n      atomic.Uint64
+}
+
+func (g *idGen) init() {
+	rand.Read(g.prefix[:])
+}
+
+func (g *idGen) next() string {
+	var b [16]byte
+	copy(b[:8], g.prefix[:])
+	binary.BigEndian.PutUint64(b[8:], g.n.Add(1))
+	var out [32]byte
+	hex.Encode(out[:], b[:])
+	return string(out[:])
+}
+
+// bufferPool lends ReverseProxy its copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func (bp *bufferPool) Get() []byte {
+	if b, ok := bp.p.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 32<<10)
+}
+
+func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// Observer returns the upstream.Options.Observe hook that records the
+// chosen target and upstream time in the request's audit record and passes
+// them to metric (which may be nil).
+func Observer(metric func(route, upstream string, d time.Duration)) func(*http.Request, string, time.Duration) {
+	return func(req *http.Request, target string, d time.Duration) {
+		rec := audit.FromContext(req.Context())
+		rec.Target = target
+		rec.UpstreamDuration = d
+		if metric != nil {
+			metric(rec.Route, rec.Upstream, d)
+		}
+	}
+}
+
+// ClientAddr is what the upstream is told the client's address is; exposed
+// for tests.
+func ClientAddr(r *http.Request, trusted listener.Trust) netip.Addr {
+	conn := listener.ConnOf(r)
+	if trusted.Contains(conn.Peer) {
+		return idheader.ClientIP(conn.Client, r.Header["X-Forwarded-For"], trusted.Contains)
+	}
+	return conn.Client
+}
