@@ -23,9 +23,9 @@ type Metrics struct {
 	reloads         *prometheus.CounterVec
 	configLoaded    prometheus.Gauge
 
-	mu    sync.RWMutex // guards cache
-	cache map[reqKey]prometheus.Counter
-	hmu   sync.RWMutex // guards hcache
+	mu     sync.RWMutex // guards cache
+	cache  map[reqKey]prometheus.Counter
+	hmu    sync.RWMutex // guards hcache
 	hcache map[[2]string]prometheus.Observer
 }
 

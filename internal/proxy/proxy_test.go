@@ -59,8 +59,8 @@ func echoUpstream(tb testing.TB) *httptest.Server {
 type echoed struct {
 	Path       string              `json:"path"`
 	RequestURI string              `json:"request_uri"`
-	Host    string              `json:"host"`
-	Headers map[string][]string `json:"headers"`
+	Host       string              `json:"host"`
+	Headers    map[string][]string `json:"headers"`
 }
 
 func TestCanonicalPathIsForwarded(t *testing.T) {

@@ -154,7 +154,9 @@ type TargetError struct {
 	Err    error
 }
 
-func (e *TargetError) Error() string { return "upstream target " + e.Target.Name + ": " + e.Err.Error() }
+func (e *TargetError) Error() string {
+	return "upstream target " + e.Target.Name + ": " + e.Err.Error()
+}
 func (e *TargetError) Unwrap() error { return e.Err }
 
 // RoundTrip picks a target, points req at it and sends it. The request
