@@ -167,7 +167,7 @@ func quickstart(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintf(stderr, "gatehouse quickstart: starting the demo app: %v\n", err)
 		return 1

@@ -159,10 +159,10 @@ func check(s string) (clean bool, err error) {
 			if hi < 0 || lo < 0 {
 				return false, ErrInvalidEscape
 			}
-			if err := checkDecoded(byte(hi<<4 | lo)); err != nil {
+			if err := checkDecoded(byte(hi<<4 | lo)); err != nil { //nolint:gosec // hi, lo < 16
 				return false, err
 			}
-			if isUnreserved(byte(hi<<4|lo)) || s[i+1] >= 'a' || s[i+2] >= 'a' {
+			if isUnreserved(byte(hi<<4|lo)) || s[i+1] >= 'a' || s[i+2] >= 'a' { //nolint:gosec // hi, lo < 16
 				clean = false
 			}
 			i += 2
@@ -255,7 +255,7 @@ func appendSegment(buf []byte, seg string) []byte {
 		c := seg[i]
 		switch class[c] {
 		case clsPercent:
-			v := byte(unhex(seg[i+1])<<4 | unhex(seg[i+2]))
+			v := byte(unhex(seg[i+1])<<4 | unhex(seg[i+2])) //nolint:gosec // validated hex digits, < 16
 			i += 2
 			if isUnreserved(v) {
 				buf = append(buf, v)
@@ -286,7 +286,7 @@ func Decode(canonical string) string {
 		if c == '%' && i+2 < len(canonical) {
 			hi, lo := unhex(canonical[i+1]), unhex(canonical[i+2])
 			if hi >= 0 && lo >= 0 {
-				buf = append(buf, byte(hi<<4|lo))
+				buf = append(buf, byte(hi<<4|lo)) //nolint:gosec // hi, lo < 16
 				i += 2
 				continue
 			}
