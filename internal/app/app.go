@@ -183,6 +183,13 @@ func (a *App) closeListeners() {
 	}
 }
 
+// isReady reports readiness: configuration loaded, listeners up, not
+// shutting down, and the audit sink writing (gatehouse refuses requests it
+// cannot audit, so a load balancer should move traffic elsewhere).
+func (a *App) isReady() bool {
+	return a.ready.Load() && a.audit.Err() == nil
+}
+
 // Addr returns the bound address of the listener with this name, or nil.
 // "admin" names the admin listener.
 func (a *App) Addr(name string) net.Addr {
@@ -351,7 +358,7 @@ func (a *App) adminHandler() http.Handler {
 		prom.ServeHTTP(w, r)
 	})
 	mux.HandleFunc("/.gatehouse/healthz", proxy.Healthz)
-	mux.HandleFunc("/.gatehouse/readyz", proxy.Readyz(a.ready.Load))
+	mux.HandleFunc("/.gatehouse/readyz", proxy.Readyz(a.isReady))
 	return mux
 }
 

@@ -81,7 +81,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 		Headers:         proxy.Headers{RequestID: h.RequestID},
 		HSTS:            hstsValue(cfg.HSTS),
 		BodyReadTimeout: cfg.Server.BodyReadTimeout.D(),
-		Ready:           a.ready.Load,
+		Ready:           a.isReady,
 		Log:             a.log,
 	})
 	if err != nil {
