@@ -167,6 +167,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.opts.Stripper.Strip(r.Header)
 	r.Header[h.opts.Headers.RequestID] = []string{id}
 	w.Header()[h.opts.Headers.RequestID] = []string{id}
+	if r.TLS != nil && h.opts.HSTS != "" {
+		w.Header()["Strict-Transport-Security"] = []string{h.opts.HSTS}
+	}
 
 	host, err := canon.Host(r.Host, r.TLS != nil)
 	if err != nil {
@@ -275,10 +278,9 @@ func (h *Handler) modifyResponse(resp *http.Response, rt *Route) error {
 			delete(resp.Header, k)
 		}
 	}
-	if h.opts.HSTS != "" && resp.Request.TLS == nil && rec.TLS {
-		if resp.Header.Get("Strict-Transport-Security") == "" {
-			resp.Header["Strict-Transport-Security"] = []string{h.opts.HSTS}
-		}
+	if h.opts.HSTS != "" && rec.TLS {
+		// gatehouse's policy (already on the response) replaces the app's.
+		delete(resp.Header, "Strict-Transport-Security")
 	}
 	return nil
 }
