@@ -62,6 +62,12 @@ type App struct {
 	admin   *http.Server
 	adminLn net.Listener
 	certs   []*listener.CertReloader
+	watches []certWatch // started by Run, stopped before it returns
+}
+
+type certWatch struct {
+	cr       *listener.CertReloader
+	interval time.Duration
 }
 
 type server struct {
@@ -153,7 +159,7 @@ func (a *App) listen(cfg *config.Config) error {
 			a.certs = append(a.certs, cr)
 			srv.TLSConfig = listener.TLSConfig(cr, lc.TLS.MinVersion)
 			sv.tls = true
-			go cr.Watch(context.Background(), lc.TLS.ReloadInterval.D())
+			a.watches = append(a.watches, certWatch{cr, lc.TLS.ReloadInterval.D()})
 		}
 		a.servers = append(a.servers, sv)
 	}
@@ -234,6 +240,15 @@ func (a *App) Run(ctx context.Context) error {
 		}()
 		a.log.Info("admin listening", "address", a.adminLn.Addr().String())
 	}
+	wctx, stopWatch := context.WithCancel(context.Background())
+	var watchers sync.WaitGroup
+	for _, w := range a.watches {
+		watchers.Go(func() { w.cr.Watch(wctx, w.interval) })
+	}
+	defer func() {
+		stopWatch()
+		watchers.Wait()
+	}()
 	a.ready.Store(true)
 	a.metrics.Reload(true)
 

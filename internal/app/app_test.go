@@ -143,15 +143,9 @@ func TestForgedIdentityHeadersStripped(t *testing.T) {
 			"Connection: close",
 		))
 		if resp.StatusCode == http.StatusBadRequest {
-			return
+			return // refused: also fine
 		}
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("status %d, want 200 or 400:\n%s", resp.StatusCode, body)
-		}
-		var e echoed
-		resp.Body = io.NopCloser(strings.NewReader(string(body)))
-		e = decodeEcho(t, resp)
+		e := decodeEcho(t, resp)
 		got := foldedNames(e.Header)
 		if got["x-gatehouse-user"] || got["remote-user"] {
 			t.Errorf("folded line became a separate header: %q", e.Header)
@@ -257,7 +251,9 @@ var (
 	proxiedDest   = &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 443}
 )
 
-func proxyV2() *proxyproto.Header { return proxyproto.HeaderProxyFromAddrs(2, proxiedClient, proxiedDest) }
+func proxyV2() *proxyproto.Header {
+	return proxyproto.HeaderProxyFromAddrs(2, proxiedClient, proxiedDest)
+}
 
 // getWho is a request on a connection the test keeps open until it has read
 // the response.

@@ -94,7 +94,7 @@ func (v *validator) listeners(c *Config) {
 			v.errorf(p+".address", "required")
 		} else if err := checkHostPort(l.Address); err != nil {
 			v.errorf(p+".address", "%v", err)
-		} else if prev, dup := seen[l.Address]; dup {
+		} else if prev, dup := seen[l.Address]; dup && !strings.HasSuffix(l.Address, ":0") {
 			v.errorf(p+".address", "address %s is already used by %s", l.Address, prev)
 		} else {
 			seen[l.Address] = p

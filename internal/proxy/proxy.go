@@ -215,9 +215,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.URL.RawPath = path
 	}
 	if h.opts.BodyReadTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
-		limitBodyRead(w, r, h.opts.BodyReadTimeout)
+		r = limitBodyRead(w, r, h.opts.BodyReadTimeout)
 	}
+	// ReverseProxy aborts with http.ErrAbortHandler when copying the
+	// response fails midway; if that is because the client went away, the
+	// audit record says 499 client-gone.
+	completed := false
+	defer func() {
+		if !completed && rec.Status == 0 && r.Context().Err() != nil {
+			rec.Status = 499
+			rec.Decision = audit.DecisionError
+			rec.Reason = audit.ReasonClientGone
+		}
+	}()
 	rt.rp.ServeHTTP(w, r)
+	completed = true
 }
 
 // rewrite builds the outbound request. Hop-by-hop headers (and any header
@@ -294,9 +306,11 @@ func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	if errors.As(err, &te) {
 		rec.Target = te.Target.Name
 	}
-	status, reason := upstream.Classify(r.Context(), err)
-	if errors.Is(err, errBodyReadTimeout) {
-		status, reason = http.StatusRequestTimeout, ReasonBodyReadTimeout
+	// A body read timeout is decided first: net/http cancels the request
+	// context on the read error, so the transport may report only that.
+	status, reason := http.StatusRequestTimeout, ReasonBodyReadTimeout
+	if !bodyTimedOut(r) && !errors.Is(err, errBodyReadTimeout) {
+		status, reason = upstream.Classify(r.Context(), err)
 	}
 	rec.Decision = audit.DecisionError
 	rec.Reason = reason
