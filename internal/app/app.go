@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"reflect"
 	"strconv"
 	"strings"
@@ -360,7 +361,22 @@ func restartOnly(old, cur *config.Config) string {
 func (a *App) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	prom := promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{})
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/metrics", a.adminAuth(prom))
+	mux.HandleFunc("/.gatehouse/healthz", proxy.Healthz)
+	mux.HandleFunc("/.gatehouse/readyz", proxy.Readyz(a.isReady))
+	if a.rt.Load().cfg.Admin.Pprof {
+		mux.Handle("/debug/pprof/", a.adminAuth(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/cmdline", a.adminAuth(http.HandlerFunc(pprof.Cmdline)))
+		mux.Handle("/debug/pprof/profile", a.adminAuth(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", a.adminAuth(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", a.adminAuth(http.HandlerFunc(pprof.Trace)))
+	}
+	return mux
+}
+
+// adminAuth requires admin.token, when one is configured, as a bearer token.
+func (a *App) adminAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if tok := a.rt.Load().adminToken; !tok.IsZero() {
 			got := r.Header.Get("Authorization")
 			want := "Bearer " + string(tok.Reveal())
@@ -370,11 +386,8 @@ func (a *App) adminHandler() http.Handler {
 				return
 			}
 		}
-		prom.ServeHTTP(w, r)
+		next.ServeHTTP(w, r)
 	})
-	mux.HandleFunc("/.gatehouse/healthz", proxy.Healthz)
-	mux.HandleFunc("/.gatehouse/readyz", proxy.Readyz(a.isReady))
-	return mux
 }
 
 // redirectHandler sends plain-HTTP requests to the same host and path over

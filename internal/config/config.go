@@ -189,8 +189,13 @@ type Admin struct {
 	Address string `yaml:"address"`
 
 	// Token, when set, is a secret reference to a bearer token required on
-	// /metrics (Prometheus' authorization.credentials). Default: none.
+	// every admin path except the health checks (Prometheus sends it with
+	// authorization.credentials_file). Default: none.
 	Token SecretRef `yaml:"token"`
+
+	// Pprof serves Go's profiler at /debug/pprof/ on the admin listener,
+	// for diagnosing CPU and memory use. Default: false.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Audit configures the audit log; docs/audit.md describes its records.
