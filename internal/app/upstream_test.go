@@ -429,7 +429,7 @@ func TestSlowlorisDisconnected(t *testing.T) {
 				t.Fatalf("%s: stream cut after %v: %v (got %q)", method, time.Since(start), err, got)
 			}
 			want := "tick-0;tick-1;tick-2;tick-3;tick-4;tick-5;tick-6;tick-7;"
-			if resp.StatusCode != 200 || string(got) != want {
+			if resp.StatusCode != http.StatusOK || string(got) != want {
 				t.Errorf("%s: status %d body %q, want 200 %q", method, resp.StatusCode, got, want)
 			}
 			receive(t, bodyRead, "the upstream to read the body")

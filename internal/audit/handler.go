@@ -114,7 +114,7 @@ func (h *handler) finish(st *state, start time.Time) {
 	rec, w := &st.rec, &st.w
 	rethrow := false
 	if p != nil {
-		abort := p == http.ErrAbortHandler
+		abort := p == http.ErrAbortHandler //nolint:errorlint // a panic value, compared as net/http does
 		wrote500 := false
 		if !w.wroteHeader && !w.hijacked {
 			// Headers next set before panicking (cookies, for one) must not

@@ -180,15 +180,4 @@ func waitFor(t testing.TB, cond func() bool) {
 	}
 }
 
-// withPath returns the records whose path is p.
-func withPath(recs []jsonRecord, p string) []jsonRecord {
-	var out []jsonRecord
-	for _, r := range recs {
-		if r.Path == p {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 func countLines(b []byte) int { return strings.Count(string(b), "\n") }

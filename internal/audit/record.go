@@ -16,6 +16,7 @@ package audit
 
 import (
 	"net/netip"
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -167,9 +168,9 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = appendOptional(b, `,"rule":`, r.Rule)
 	b = appendOptional(b, `,"reason":`, r.Reason)
 	b = append(b, `,"status":`...)
-	b = appendInt(b, int64(r.Status))
+	b = strconv.AppendInt(b, int64(r.Status), 10)
 	b = append(b, `,"bytes":`...)
-	b = appendInt(b, r.Bytes)
+	b = strconv.AppendInt(b, r.Bytes, 10)
 	b = append(b, `,"duration_ms":`...)
 	b = appendMillis(b, r.Duration)
 	if r.UpstreamDuration != 0 {
@@ -210,36 +211,15 @@ func appendAddr(b []byte, a netip.Addr) []byte {
 	return append(b, '"')
 }
 
-// appendInt appends the decimal form of n without strconv's interface.
-func appendInt(b []byte, n int64) []byte {
-	var buf [20]byte
-	u := uint64(n)
-	if n < 0 {
-		b = append(b, '-')
-		u = -u
-	}
-	i := len(buf)
-	for {
-		i--
-		buf[i] = byte('0' + u%10)
-		u /= 10
-		if u == 0 {
-			break
-		}
-	}
-	return append(b, buf[i:]...)
-}
-
 // appendMillis appends d in milliseconds with exactly three decimals
 // (microsecond resolution, truncated toward zero).
 func appendMillis(b []byte, d time.Duration) []byte {
-	u := uint64(d)
-	if d < 0 {
+	if d < 0 { // a clock step; keep the sign rather than hide it
 		b = append(b, '-')
-		u = -u
+		d = -d
 	}
-	us := u / 1e3
-	b = appendInt(b, int64(us/1e3))
+	us := d.Microseconds()
+	b = strconv.AppendInt(b, us/1e3, 10)
 	frac := us % 1e3
 	return append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
 }

@@ -318,8 +318,10 @@ func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		rec.Status = 499
 		return
 	}
+	// The cause can quote what the target sent (a malformed status line):
+	// bound it so a broken or hostile upstream cannot flood the log.
 	h.opts.Log.Warn("upstream request failed", "request_id", rec.RequestID, "route", rec.Route,
-		"target", rec.Target, "reason", reason, "err", err)
+		"target", rec.Target, "reason", reason, "err", truncate(err.Error(), 300))
 	writeError(w, r, status, rec.RequestID)
 }
 

@@ -25,7 +25,7 @@ func leakForms(secret string) []string {
 		secret,
 		fmt.Sprintf("%x", b),
 		fmt.Sprintf("%X", b),
-		strings.Trim(fmt.Sprint(b), "[]"),
+		strings.Trim(fmt.Sprint(b), "[]"), //nolint:staticcheck // the byte values, as fmt prints a []byte
 		strings.Trim(fmt.Sprintf("% x", b), " "),
 		mustJSON(b),
 	}

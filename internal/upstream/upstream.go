@@ -78,7 +78,8 @@ type Upstream struct {
 	name      string
 	targets   []*Target
 	picker    Picker
-	transport *http.Transport
+	transport *http.Transport // https targets
+	h1        *h1Transport    // http targets
 	observe   func(req *http.Request, target string, d time.Duration)
 }
 
@@ -104,6 +105,7 @@ func New(opts Options) (*Upstream, error) {
 	}
 	u.picker = &RoundRobin{targets: u.targets}
 	u.transport = NewTransport(opts)
+	u.h1 = newH1Transport(opts, u.transport.TLSHandshakeTimeout, u.transport.IdleConnTimeout, u.transport.MaxIdleConnsPerHost)
 	return u, nil
 }
 
@@ -171,7 +173,12 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	req.URL.Scheme = t.scheme
 	req.URL.Host = t.host
 	start := time.Now()
-	resp, err := u.transport.RoundTrip(req)
+	var resp *http.Response
+	if t.scheme == "http" {
+		resp, err = u.h1.RoundTrip(req)
+	} else {
+		resp, err = u.transport.RoundTrip(req)
+	}
 	if err != nil {
 		return nil, &TargetError{Target: t, Err: err}
 	}
@@ -183,7 +190,10 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // CloseIdle closes idle pooled connections (after a reload retires this
 // upstream).
-func (u *Upstream) CloseIdle() { u.transport.CloseIdleConnections() }
+func (u *Upstream) CloseIdle() {
+	u.transport.CloseIdleConnections()
+	u.h1.CloseIdleConnections()
+}
 
 // Classify maps a round-trip error to the status a client should get and a
 // reason code for the audit record: a dial failure is 502
