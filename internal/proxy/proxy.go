@@ -165,8 +165,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.RequestID = id
 	h.opts.Stripper.Strip(r.Header)
-	r.Header[h.opts.Headers.RequestID] = []string{id}
-	w.Header()[h.opts.Headers.RequestID] = []string{id}
+	ids := []string{id} // shared: neither side modifies it in place
+	r.Header[h.opts.Headers.RequestID] = ids
+	w.Header()[h.opts.Headers.RequestID] = ids
 	if r.TLS != nil && h.opts.HSTS != "" {
 		w.Header()["Strict-Transport-Security"] = []string{h.opts.HSTS}
 	}
@@ -269,10 +270,21 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest, rt *Route) {
 			}
 		}
 	}
-	out.Header["X-Forwarded-Proto"] = []string{proto}
+	if proto == "https" {
+		out.Header["X-Forwarded-Proto"] = protoHTTPS
+	} else {
+		out.Header["X-Forwarded-Proto"] = protoHTTP
+	}
 	out.Header["X-Forwarded-Host"] = []string{fwdHost}
 	out.Header[h.opts.Headers.RequestID] = in.Header[h.opts.Headers.RequestID]
 }
+
+// protoHTTP and protoHTTPS are shared header values: header values are
+// replaced, never modified in place, by net/http and by gatehouse.
+var (
+	protoHTTP  = []string{"http"}
+	protoHTTPS = []string{"https"}
+)
 
 func lastElement(vals []string) string {
 	v := vals[len(vals)-1]

@@ -153,7 +153,11 @@ func (t *h1Transport) roundTrip(ctx context.Context, c *h1Conn, req *http.Reques
 		}
 		return fail(err)
 	}
-	if t.responseHeaderTimeout > 0 {
+	if t.responseHeaderTimeout > 0 && !bodyBuffered(resp, c.br) {
+		// The body is read after this; the header timeout must not cut it.
+		// (A body already in the buffer needs no read from the socket, and
+		// the next request on this connection sets its own deadline, so the
+		// system call is skipped.)
 		c.nc.SetReadDeadline(time.Time{})
 	}
 	if ctx.Err() != nil {
@@ -164,6 +168,7 @@ func (t *h1Transport) roundTrip(ctx context.Context, c *h1Conn, req *http.Reques
 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// The connection now belongs to the upgraded protocol.
+		c.nc.SetReadDeadline(time.Time{})
 		stop()
 		resp.Body = &upgradedConn{Conn: c.nc, br: c.br}
 		return resp, nil
@@ -177,6 +182,11 @@ func (t *h1Transport) roundTrip(ctx context.Context, c *h1Conn, req *http.Reques
 	}
 	resp.Body = body
 	return resp, nil
+}
+
+// bodyBuffered reports whether resp's whole body is already in br.
+func bodyBuffered(resp *http.Response, br *bufio.Reader) bool {
+	return resp.Body == http.NoBody || (resp.ContentLength >= 0 && int64(br.Buffered()) >= resp.ContentLength)
 }
 
 // readFinalResponse reads the response, skipping interim 1xx responses
