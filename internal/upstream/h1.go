@@ -271,13 +271,26 @@ func (t *h1Transport) putIdle(c *h1Conn) {
 	c.reused = false
 	c.released.Store(false)
 	t.mu.Lock()
-	if len(t.idle[c.key]) >= t.maxIdle {
+	conns := t.idle[c.key]
+	// The pool is a stack (the warmest connection is reused first), so after
+	// a burst the oldest connections sit at the bottom unused: close them
+	// once they have been idle too long, rather than hold their sockets.
+	var stale *h1Conn
+	if len(conns) > 0 && c.idleAt.Sub(conns[0].idleAt) >= t.idleTimeout {
+		stale = conns[0]
+		conns = append(conns[:0], conns[1:]...)
+	}
+	if len(conns) >= t.maxIdle {
+		t.idle[c.key] = conns
 		t.mu.Unlock()
 		c.nc.Close()
-		return
+	} else {
+		t.idle[c.key] = append(conns, c)
+		t.mu.Unlock()
 	}
-	t.idle[c.key] = append(t.idle[c.key], c)
-	t.mu.Unlock()
+	if stale != nil {
+		stale.nc.Close()
+	}
 }
 
 // CloseIdleConnections closes every pooled connection.

@@ -350,3 +350,26 @@ func BenchmarkRoundTrip(b *testing.B) {
 		resp.Body.Close()
 	}
 }
+
+func TestIdleConnectionsExpire(t *testing.T) {
+	tr := newH1Transport(Options{}, time.Second, 50*time.Millisecond, 10)
+	srv, conns := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	u, _ := url.Parse(srv.URL)
+	do := func() {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+		req.URL.Host = u.Host
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	do()
+	time.Sleep(80 * time.Millisecond) // longer than the idle timeout
+	do()
+	if n := conns.Load(); n != 2 {
+		t.Errorf("a connection idle past the timeout was reused: %d connections; want 2", n)
+	}
+	tr.CloseIdleConnections()
+}
