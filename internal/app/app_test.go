@@ -292,6 +292,19 @@ func TestProxyProtocolFromTrustedPeerGivesClientIP(t *testing.T) {
 	})
 }
 
+// HAProxy with both send-proxy-v2 and option forwardfor has already
+// appended the client to the chain: it is not listed twice, and the rest
+// of the chain is kept.
+func TestProxyProtocolWithForwardForListsClientOnce(t *testing.T) {
+	up := newEcho(t)
+	g := start(t, proxyConfig(up.URL, "optional", "127.0.0.1"))
+	req := "GET /who HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-For: 198.51.100.1, 203.0.113.7\r\nConnection: close\r\n\r\n"
+	e := decodeEcho(t, rawOn(t, dialWithHeader(t, g.addr("public"), proxyV2()), req))
+	if got := e.Header["X-Forwarded-For"]; !cmp.Equal(got, []string{"198.51.100.1, 203.0.113.7"}) {
+		t.Errorf("upstream X-Forwarded-For = %q, want [198.51.100.1, 203.0.113.7]", got)
+	}
+}
+
 func TestProxyProtocolLocalCommandUsesPeer(t *testing.T) {
 	up := newEcho(t)
 	g := start(t, proxyConfig(up.URL, "optional", "127.0.0.1"))

@@ -179,6 +179,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.Host = host
+	r.Host = host // the canonical host is what PreserveHost and X-Forwarded-Host send
 	path, err := canon.Path(r.URL.EscapedPath())
 	if err != nil {
 		rec.Path = truncate(r.URL.EscapedPath(), 256) // as sent, still escaped
@@ -248,10 +249,11 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest, rt *Route) {
 	conn := listener.ConnOf(in)
 	trusted := h.opts.Trusted.Contains(conn.Peer)
 	prior := in.Header["X-Forwarded-For"]
-	if conn.Proxied && len(prior) > 0 && lastElement(prior) == conn.Client.String() {
+	if conn.Proxied && trusted && len(prior) > 0 && lastElement(prior) == conn.Client.String() {
 		// HAProxy already appended the client it announced in the PROXY
-		// header (option forwardfor): do not list it twice.
-		out.Header["X-Forwarded-For"] = []string{idheader.ForwardedFor(prior[:len(prior)-1], conn.Client, trusted)}
+		// header (option forwardfor): do not list it twice. (A zero
+		// address adds nothing to the chain.)
+		out.Header["X-Forwarded-For"] = []string{idheader.ForwardedFor(prior, netip.Addr{}, trusted)}
 	} else {
 		out.Header["X-Forwarded-For"] = []string{idheader.ForwardedFor(prior, conn.Client, trusted)}
 	}
