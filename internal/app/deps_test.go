@@ -22,6 +22,8 @@ var allowedImports = map[string][]string{
 	"internal/demoapp":  nil,
 	"internal/upstream": nil,
 	"internal/listener": nil,
+	"internal/session":  nil,
+	"internal/token":    nil,
 	"internal/config":   {"internal/canon", "internal/secret"},
 	"internal/proxy":    {"internal/audit", "internal/canon", "internal/idheader", "internal/listener", "internal/route", "internal/upstream"},
 	"internal/app":      {"*"},
