@@ -22,6 +22,8 @@ var allowedImports = map[string][]string{
 	"internal/demoapp":  nil,
 	"internal/upstream": nil,
 	"internal/listener": nil,
+	"internal/oidc":     nil,
+	"internal/policy":   nil,
 	"internal/session":  nil,
 	"internal/token":    nil,
 	"internal/config":   {"internal/canon", "internal/secret"},
