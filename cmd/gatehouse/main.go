@@ -4,10 +4,12 @@
 //	gatehouse check -config FILE     validate a configuration, print every problem
 //	gatehouse quickstart             run on embedded defaults in front of the demo app
 //	gatehouse demo -addr ADDR        run only the demo app
+//	gatehouse hash-password          read a password on stdin, print its bcrypt hash
 //	gatehouse version                print version, commit and Go version
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -20,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,6 +30,7 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/internal/app"
 	"github.com/gatehouse-proxy/gatehouse/internal/config"
 	"github.com/gatehouse-proxy/gatehouse/internal/demoapp"
+	"github.com/gatehouse-proxy/gatehouse/internal/idp"
 )
 
 // Set by the linker: -ldflags "-X main.version=... -X main.commit=...".
@@ -46,6 +50,7 @@ commands:
   check -config FILE     validate a configuration file
   quickstart [-addr A]   run on embedded defaults in front of the demo app
   demo -addr ADDR        run only the demo app
+  hash-password [-cost N] read a password (first line of stdin), print its bcrypt hash
   version                print version information
 `
 
@@ -64,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return quickstart(args, stderr)
 	case "demo":
 		return demo(args, stderr)
+	case "hash-password":
+		return hashPassword(args, os.Stdin, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "gatehouse %s (commit %s, %s, %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -179,6 +186,32 @@ func quickstart(args []string, stderr io.Writer) int {
 	cfg.Listeners[0].Address = *addr
 	fmt.Fprintf(stderr, "gatehouse quickstart: open http://%s/ (demo app on %s)\n", *addr, ln.Addr())
 	return runApp(cfg, "", stderr)
+}
+
+// hashPassword prints the bcrypt hash of the first line of stdin, for the
+// built-in provider's users file. Reading stdin (not a flag) keeps the
+// password out of shell history and the process list.
+func hashPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hash-password", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cost := fs.Int("cost", idp.DefaultCost, "bcrypt `cost`")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: gatehouse hash-password [-cost N] < password-file")
+		return 2
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		fmt.Fprintf(stderr, "gatehouse hash-password: reading stdin: %v\n", err)
+		return 1
+	}
+	password := strings.TrimRight(line, "\r\n")
+	hash, err := idp.HashPassword(password, *cost)
+	if err != nil {
+		fmt.Fprintf(stderr, "gatehouse hash-password: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, hash)
+	return 0
 }
 
 func isLoopback(addr string) bool {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // fiveMistakes has five different kinds of problem; `check` must report all
@@ -138,5 +139,30 @@ func TestUnknownCommand(t *testing.T) {
 	}
 	if code := run(nil, &out, &errOut); code != 2 {
 		t.Errorf("no arguments: exit %d, want 2", code)
+	}
+}
+
+func TestHashPassword(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := hashPassword([]string{"-cost", "10"}, strings.NewReader("correct horse\n"), &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	hash := strings.TrimSpace(out.String())
+	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte("correct horse")); err != nil {
+		t.Errorf("printed hash does not match the password: %v", err)
+	}
+	if strings.Contains(out.String()+errOut.String(), "correct horse") {
+		t.Error("the password was echoed")
+	}
+}
+
+func TestHashPasswordRefusesShortPassword(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := hashPassword(nil, strings.NewReader("short\n"), &out, &errOut); code != 1 {
+		t.Fatalf("exit %d; want 1", code)
+	}
+	if out.Len() != 0 || strings.Contains(errOut.String(), "short\n") {
+		t.Errorf("unexpected output %q / %q", out.String(), errOut.String())
 	}
 }

@@ -31,7 +31,7 @@ var allowedImports = map[string][]string{
 	"internal/config":    {"internal/canon", "internal/secret"},
 	"internal/proxy":     {"internal/audit", "internal/canon", "internal/idheader", "internal/listener", "internal/route", "internal/upstream"},
 	"internal/app":       {"*"},
-	"cmd/gatehouse":      {"examples", "internal/app", "internal/config", "internal/demoapp"},
+	"cmd/gatehouse":      {"examples", "internal/app", "internal/config", "internal/demoapp", "internal/idp"},
 	"examples":           nil,
 }
 
