@@ -7,63 +7,20 @@ import (
 	"io"
 	"os"
 	"reflect"
-	"sort"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/gatehouse-proxy/gatehouse/internal/fileerr"
 )
 
 // Error is one problem in a configuration file, with its position and the
 // dotted path of the field it concerns.
-type Error struct {
-	File      string
-	Line, Col int
-	Path      string
-	Msg       string
-}
-
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Col)
-	}
-	b.WriteString(": ")
-	if e.Path != "" {
-		b.WriteString(e.Path)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
+type Error = fileerr.Error
 
 // Errors is every problem found in a file, sorted by position. Its Error
 // method prints one problem per line.
-type Errors []*Error
-
-func (es Errors) Error() string {
-	lines := make([]string, len(es))
-	for i, e := range es {
-		lines[i] = e.Error()
-	}
-	return strings.Join(lines, "\n")
-}
-
-func (es Errors) sort() {
-	sort.SliceStable(es, func(i, j int) bool {
-		a, b := es[i], es[j]
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
-		if a.Col != b.Col {
-			return a.Col < b.Col
-		}
-		if a.Path != b.Path {
-			return a.Path < b.Path
-		}
-		return a.Msg < b.Msg
-	})
-}
+type Errors = fileerr.Errors
 
 // maxFileSize bounds the configuration file; a larger file is certainly a
 // mistake and YAML aliases could otherwise amplify it.
@@ -113,7 +70,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	v.validate(cfg)
 	if len(d.errs) > 0 {
 		es := Errors(d.errs)
-		es.sort()
+		es.Sort()
 		return nil, es
 	}
 	return cfg, nil

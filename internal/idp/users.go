@@ -245,7 +245,7 @@ func ParseUsers(name string, data []byte) (*Users, error) {
 	}
 	entries := p.parse(root)
 	if len(p.errs) > 0 {
-		p.errs.sort()
+		p.errs.Sort()
 		return nil, p.errs
 	}
 	us := &Users{byName: make(map[string]*account, len(entries)), compare: bcrypt.CompareHashAndPassword}
