@@ -126,16 +126,13 @@ func (a *App) public() http.Handler {
 func (a *App) listen(cfg *config.Config) error {
 	s := cfg.Server
 	pub := a.public()
+	trust := a.rt.Load().trust
 	for _, lc := range cfg.Listeners {
 		ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", lc.Address)
 		if err != nil {
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
 		mode, _ := listener.ParseProxyMode(lc.ProxyProtocol)
-		var trust listener.Trust
-		for _, p := range cfg.TrustedProxies {
-			trust = append(trust, p.Prefix)
-		}
 		wrapped := listener.WrapProxy(ln, mode, trust, s.ProxyHeaderTimeout.D())
 		srv := &http.Server{
 			Handler:           pub,
@@ -292,9 +289,7 @@ func (a *App) Reload(ctx context.Context) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	for _, c := range a.certs {
-		if _, err := c.Reload(); err != nil {
-			a.log.Error("TLS certificate reload failed; keeping the previous certificate", "err", err)
-		}
+		c.ReloadAndLog()
 	}
 	if err := a.audit.Reopen(); err != nil {
 		a.log.Error("reopening audit log failed", "err", err)
@@ -406,7 +401,7 @@ func redirectHandler(a *App, httpsPort int) http.Handler {
 		}
 		rec.Host, rec.Path = host, path
 		bare := stripPort(host)
-		if !a.rt.Load().servesHost(bare) {
+		if !a.rt.Load().proxy.ServesHost(host) {
 			rec.Decision, rec.Reason = audit.DecisionDeny, proxy.ReasonNoRoute
 			http.Error(w, "not found", http.StatusNotFound)
 			return
@@ -425,19 +420,6 @@ func redirectHandler(a *App, httpsPort int) http.Handler {
 		// serves) and path, over https: not an open redirect.
 		http.Redirect(w, r, target, http.StatusPermanentRedirect) //nolint:gosec // see above
 	})
-}
-
-// servesHost reports whether some route would accept requests for host.
-func (rt *runtime) servesHost(host string) bool {
-	for _, r := range rt.cfg.Routes {
-		if r.Host == "" || r.Host == host {
-			return true
-		}
-		if len(r.Host) > 2 && r.Host[:2] == "*." && len(host) > len(r.Host)-1 && host[len(host)-(len(r.Host)-1):] == r.Host[1:] {
-			return true
-		}
-	}
-	return false
 }
 
 // stripPort returns the host without port or IPv6 brackets.

@@ -34,17 +34,11 @@ const (
 	DecisionRedirect = "redirect"
 )
 
-// Reason codes for [Record.Reason] that the data plane and this package use.
-// Reasons are kebab-case; the identity and policy packages define more.
+// Reason codes for [Record.Reason] that this package sets, or that more
+// than one package sets. Reasons are kebab-case; each is defined where it
+// is decided (the proxy's in package proxy, the upstream's in package
+// upstream, the policy's in package policy).
 const (
-	// ReasonNoRoute means no route matched the canonical host and path.
-	ReasonNoRoute = "no-route"
-	// ReasonBadPath means the path could not be canonicalized (answered 400).
-	ReasonBadPath = "bad-path"
-	// ReasonUpstreamUnreachable means dialing the upstream failed (502).
-	ReasonUpstreamUnreachable = "upstream-unreachable"
-	// ReasonUpstreamTimeout means the upstream did not answer in time (504).
-	ReasonUpstreamTimeout = "upstream-timeout"
 	// ReasonClientGone means the client went away before the response was
 	// complete; the status is 499.
 	ReasonClientGone = "client-gone"
@@ -105,7 +99,7 @@ type Record struct {
 	Decision string
 	// Rule is the name of the policy rule that decided, if any.
 	Rule string
-	// Reason is a kebab-case reason code such as ReasonNoRoute.
+	// Reason is a kebab-case reason code such as ReasonPanic.
 	Reason string
 	// Status is the HTTP status sent; 499 when the client went away.
 	Status int

@@ -1,15 +1,7 @@
 package config
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
-	"io"
-	"os"
 	"reflect"
-	"strings"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/gatehouse-proxy/gatehouse/internal/fileerr"
 )
@@ -30,41 +22,21 @@ const maxFileSize = 4 << 20
 // an Errors listing every problem found (or a plain error when the file
 // cannot be read).
 func Load(path string) (*Config, error) {
-	f, err := os.Open(path)
+	data, err := fileerr.ReadFile(path, maxFileSize)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	return Parse(path, data)
 }
 
 // Parse decodes and validates data, naming file in error messages.
 func Parse(file string, data []byte) (*Config, error) {
-	if len(data) > maxFileSize {
-		return nil, Errors{{File: file, Msg: fmt.Sprintf("file is larger than %d bytes", maxFileSize)}}
-	}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, Errors{{File: file, Msg: "file is empty"}}
-		}
-		return nil, Errors{syntaxError(file, err)}
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, Errors{{File: file, Line: extra.Line, Col: extra.Column, Msg: "only one YAML document is allowed"}}
+	root, errs := fileerr.YAMLDocument(file, data, maxFileSize)
+	if errs != nil {
+		return nil, errs
 	}
 	cfg := Default()
 	d := &decoder{file: file, where: map[string]pos{}, keyPos: map[string]pos{}}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
-	}
 	d.decode(root, reflect.ValueOf(cfg).Elem(), "")
 	v := &validator{d: d}
 	v.validate(cfg)
@@ -74,25 +46,4 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, es
 	}
 	return cfg, nil
-}
-
-// syntaxError turns a yaml.v3 parse error ("yaml: line 3: mapping values
-// are not allowed in this context") into a positioned Error.
-func syntaxError(file string, err error) *Error {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	line := 0
-	if strings.HasPrefix(msg, "line ") {
-		rest := msg[len("line "):]
-		if i := strings.Index(rest, ":"); i > 0 {
-			if _, scanErr := fmt.Sscanf(rest[:i], "%d", &line); scanErr == nil {
-				msg = strings.TrimSpace(rest[i+1:])
-			}
-		}
-	}
-	e := &Error{File: file, Line: line, Msg: "invalid YAML: " + msg}
-	if line > 0 {
-		e.Col = 1
-	}
-	return e
 }

@@ -1,20 +1,18 @@
 package idp
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net/mail"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/gatehouse-proxy/gatehouse/internal/fileerr"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -207,14 +205,9 @@ func dummyHash(cost int) ([]byte, error) {
 // an Errors listing every problem found, or a plain error when the file
 // cannot be read.
 func LoadUsers(path string) (*Users, error) {
-	f, err := os.Open(path)
+	data, err := fileerr.ReadFile(path, maxFileSize)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	return ParseUsers(path, data)
 }
@@ -223,26 +216,11 @@ func LoadUsers(path string) (*Users, error) {
 // messages. A returned error is an Errors listing every problem, sorted.
 // No message ever contains a password_hash value.
 func ParseUsers(name string, data []byte) (*Users, error) {
-	if len(data) > maxFileSize {
-		return nil, Errors{{File: name, Msg: fmt.Sprintf("file is larger than %d bytes", maxFileSize)}}
-	}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, Errors{{File: name, Msg: "file is empty"}}
-		}
-		return nil, Errors{syntaxError(name, err)}
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, Errors{{File: name, Line: extra.Line, Col: extra.Column, Msg: "only one YAML document is allowed"}}
+	root, errs := fileerr.YAMLDocument(name, data, maxFileSize)
+	if errs != nil {
+		return nil, errs
 	}
 	p := &parser{file: name}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
-	}
 	entries := p.parse(root)
 	if len(p.errs) > 0 {
 		p.errs.Sort()
@@ -262,27 +240,6 @@ func ParseUsers(name string, data []byte) (*Users, error) {
 		return nil, err
 	}
 	return us, nil
-}
-
-// syntaxError turns a yaml.v3 parse error ("yaml: line 3: mapping values
-// are not allowed in this context") into a positioned Error. yaml.v3's
-// syntax errors describe the structure, never a scalar's value.
-func syntaxError(file string, err error) *Error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 0
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if i := strings.Index(rest, ":"); i > 0 {
-			if n, convErr := strconv.Atoi(rest[:i]); convErr == nil {
-				line = n
-				msg = strings.TrimSpace(rest[i+1:])
-			}
-		}
-	}
-	e := &Error{File: file, Line: line, Msg: "invalid YAML: " + msg}
-	if line > 0 {
-		e.Col = 1
-	}
-	return e
 }
 
 var (

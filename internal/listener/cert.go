@@ -79,9 +79,6 @@ func (c *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	return c.cert.Load(), nil
 }
 
-// Current returns the certificate being served.
-func (c *CertReloader) Current() *tls.Certificate { return c.cert.Load() }
-
 // Watch reloads every interval until ctx ends.
 func (c *CertReloader) Watch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
@@ -91,12 +88,14 @@ func (c *CertReloader) Watch(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.reloadAndLog()
+			c.ReloadAndLog()
 		}
 	}
 }
 
-func (c *CertReloader) reloadAndLog() {
+// ReloadAndLog reloads the pair and logs the outcome: a new certificate,
+// or a failure that keeps the previous one.
+func (c *CertReloader) ReloadAndLog() {
 	changed, err := c.Reload()
 	switch {
 	case err != nil:

@@ -216,6 +216,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.URL.Path = canon.Decode(path)
 		r.URL.RawPath = path
 	}
+	setForwarded(r, conn, trusted)
 	if h.opts.BodyReadTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
 		r = limitBodyRead(w, r, h.opts.BodyReadTimeout)
 	}
@@ -246,39 +247,48 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest, rt *Route) {
 	} else {
 		out.Host = ""
 	}
-	conn := listener.ConnOf(in)
-	trusted := h.opts.Trusted.Contains(conn.Peer)
-	prior := in.Header["X-Forwarded-For"]
+	// ServeHTTP decided these from the connection's trust (setForwarded);
+	// httputil dropped them from out before calling Rewrite.
+	out.Header["X-Forwarded-For"] = in.Header["X-Forwarded-For"]
+	out.Header["X-Forwarded-Proto"] = in.Header["X-Forwarded-Proto"]
+	out.Header["X-Forwarded-Host"] = in.Header["X-Forwarded-Host"]
+	out.Header[h.opts.Headers.RequestID] = in.Header[h.opts.Headers.RequestID]
+}
+
+// setForwarded replaces the inbound X-Forwarded-For, -Proto and -Host with
+// the values to send upstream: appended to and believed only when the peer
+// is a trusted proxy, replaced otherwise. r.Host is already canonical.
+func setForwarded(r *http.Request, conn listener.Conn, trusted bool) {
+	prior := r.Header["X-Forwarded-For"]
+	client := conn.Client
 	if conn.Proxied && trusted && len(prior) > 0 && lastElement(prior) == conn.Client.String() {
 		// HAProxy already appended the client it announced in the PROXY
 		// header (option forwardfor): do not list it twice. (A zero
 		// address adds nothing to the chain.)
-		out.Header["X-Forwarded-For"] = []string{idheader.ForwardedFor(prior, netip.Addr{}, trusted)}
-	} else {
-		out.Header["X-Forwarded-For"] = []string{idheader.ForwardedFor(prior, conn.Client, trusted)}
+		client = netip.Addr{}
 	}
+	r.Header["X-Forwarded-For"] = []string{idheader.ForwardedFor(prior, client, trusted)}
 	proto := "http"
-	if in.TLS != nil {
+	if r.TLS != nil {
 		proto = "https"
 	}
-	fwdHost := in.Host
+	fwdHost := r.Host
 	if trusted {
-		if v := in.Header.Get("X-Forwarded-Proto"); v == "http" || v == "https" {
+		if v := r.Header.Get("X-Forwarded-Proto"); v == "http" || v == "https" {
 			proto = v
 		}
-		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
+		if v := r.Header.Get("X-Forwarded-Host"); v != "" {
 			if ch, err := canon.Host(v, proto == "https"); err == nil {
 				fwdHost = ch
 			}
 		}
 	}
 	if proto == "https" {
-		out.Header["X-Forwarded-Proto"] = protoHTTPS
+		r.Header["X-Forwarded-Proto"] = protoHTTPS
 	} else {
-		out.Header["X-Forwarded-Proto"] = protoHTTP
+		r.Header["X-Forwarded-Proto"] = protoHTTP
 	}
-	out.Header["X-Forwarded-Host"] = []string{fwdHost}
-	out.Header[h.opts.Headers.RequestID] = in.Header[h.opts.Headers.RequestID]
+	r.Header["X-Forwarded-Host"] = []string{fwdHost}
 }
 
 // protoHTTP and protoHTTPS are shared header values: header values are
@@ -403,17 +413,28 @@ func (g *idGen) next() string {
 	return string(out[:])
 }
 
-// bufferPool lends ReverseProxy its copy buffers.
+// bufferPool lends ReverseProxy its copy buffers. It pools array pointers,
+// so returning a buffer allocates nothing.
 type bufferPool struct{ p sync.Pool }
 
+const copyBufferSize = 32 << 10
+
 func (bp *bufferPool) Get() []byte {
-	if b, ok := bp.p.Get().(*[]byte); ok {
-		return *b
+	if b, ok := bp.p.Get().(*[copyBufferSize]byte); ok {
+		return b[:]
 	}
-	return make([]byte, 32<<10)
+	return new([copyBufferSize]byte)[:]
 }
 
-func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
+func (bp *bufferPool) Put(b []byte) {
+	if cap(b) >= copyBufferSize {
+		bp.p.Put((*[copyBufferSize]byte)(b[:copyBufferSize]))
+	}
+}
+
+// ServesHost reports whether some route serves the canonical host, on any
+// path (for the HTTP→HTTPS redirect listener).
+func (h *Handler) ServesHost(host string) bool { return h.routes.HasHost(host) }
 
 func truncate(s string, n int) string {
 	if len(s) > n {
@@ -434,14 +455,4 @@ func Observer(metric func(route, upstream string, d time.Duration)) func(*http.R
 			metric(rec.Route, rec.Upstream, d)
 		}
 	}
-}
-
-// ClientAddr is what the upstream is told the client's address is; exposed
-// for tests.
-func ClientAddr(r *http.Request, trusted listener.Trust) netip.Addr {
-	conn := listener.ConnOf(r)
-	if trusted.Contains(conn.Peer) {
-		return idheader.ClientIP(conn.Client, r.Header["X-Forwarded-For"], trusted.Contains)
-	}
-	return conn.Client
 }

@@ -111,6 +111,21 @@ func (t *Table[T]) Match(host, path string) (T, bool) {
 	return t.any.match(path)
 }
 
+// HasHost reports whether some route serves host (a port, if any, is
+// ignored), on any path.
+func (t *Table[T]) HasHost(host string) bool {
+	host = stripPort(host)
+	if len(t.any) > 0 || len(t.exact[host]) > 0 {
+		return true
+	}
+	for i := range t.wild {
+		if s := t.wild[i].suffix; len(host) > len(s) && strings.HasSuffix(host, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // HasPathPrefix reports whether path is prefix or lies below it, on a
 // segment boundary: "/api" covers "/api" and "/api/x" but not "/apix".
 func HasPathPrefix(path, prefix string) bool {

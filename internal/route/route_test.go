@@ -83,3 +83,28 @@ func BenchmarkMatch(b *testing.B) {
 		}
 	}
 }
+
+func TestHasHost(t *testing.T) {
+	tbl, err := New([]Entry[int]{
+		{Host: "app.example.com", Path: "/api"},
+		{Host: "*.example.org", Path: "/"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]bool{
+		"app.example.com":      true,
+		"app.example.com:8080": true,
+		"a.example.org":        true,
+		"example.org":          false,
+		"other.example.com":    false,
+	} {
+		if got := tbl.HasHost(host); got != want {
+			t.Errorf("HasHost(%q) = %v; want %v", host, got, want)
+		}
+	}
+	anyHost, _ := New([]Entry[int]{{Path: "/x"}})
+	if !anyHost.HasHost("whatever.test") {
+		t.Error("a route for any host serves every host")
+	}
+}

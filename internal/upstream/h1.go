@@ -40,12 +40,14 @@ type h1Transport struct {
 	idle map[string][]*h1Conn
 }
 
-func newH1Transport(opts Options, dialTimeout, idle time.Duration, perHost int) *h1Transport {
+// newH1Transport builds the transport for http targets; opts has its
+// defaults applied.
+func newH1Transport(opts Options) *h1Transport {
 	return &h1Transport{
-		dialer:                &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second},
+		dialer:                &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second},
 		responseHeaderTimeout: opts.ResponseHeaderTimeout,
-		idleTimeout:           idle,
-		maxIdle:               perHost,
+		idleTimeout:           opts.IdleConnTimeout,
+		maxIdle:               opts.MaxIdleConnsPerTarget,
 		idle:                  map[string][]*h1Conn{},
 	}
 }

@@ -352,7 +352,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 }
 
 func TestIdleConnectionsExpire(t *testing.T) {
-	tr := newH1Transport(Options{}, time.Second, 50*time.Millisecond, 10)
+	tr := newH1Transport(Options{DialTimeout: time.Second, IdleConnTimeout: 50 * time.Millisecond, MaxIdleConnsPerTarget: 10})
 	srv, conns := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	u, _ := url.Parse(srv.URL)
 	do := func() {

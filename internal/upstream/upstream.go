@@ -104,44 +104,45 @@ func New(opts Options) (*Upstream, error) {
 		u.targets = append(u.targets, &Target{Name: t.Scheme + "://" + host, scheme: t.Scheme, host: host})
 	}
 	u.picker = &RoundRobin{targets: u.targets}
-	u.transport = NewTransport(opts)
-	u.h1 = newH1Transport(opts, u.transport.TLSHandshakeTimeout, u.transport.IdleConnTimeout, u.transport.MaxIdleConnsPerHost)
+	opts = opts.withDefaults()
+	u.transport = newTransport(opts)
+	u.h1 = newH1Transport(opts)
 	return u, nil
+}
+
+// withDefaults fills in the documented defaults, once, for both transports.
+func (o Options) withDefaults() Options {
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.IdleConnTimeout <= 0 {
+		o.IdleConnTimeout = 90 * time.Second
+	}
+	if o.MaxIdleConnsPerTarget <= 0 {
+		o.MaxIdleConnsPerTarget = 512
+	}
+	return o
 }
 
 // Name returns the upstream's configured name.
 func (u *Upstream) Name() string { return u.name }
 
-// Targets returns the upstream's targets.
-func (u *Upstream) Targets() []*Target { return u.targets }
-
-// NewTransport returns an http.Transport tuned for a reverse proxy: a large
-// keep-alive pool so load does not churn connections, no transparent
-// compression (the client's Accept-Encoding passes through untouched), and
-// explicit dial and header timeouts.
-func NewTransport(opts Options) *http.Transport {
-	dialTimeout := opts.DialTimeout
-	if dialTimeout <= 0 {
-		dialTimeout = 5 * time.Second
-	}
-	idle := opts.IdleConnTimeout
-	if idle <= 0 {
-		idle = 90 * time.Second
-	}
-	perHost := opts.MaxIdleConnsPerTarget
-	if perHost <= 0 {
-		perHost = 512
-	}
-	d := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+// newTransport returns the http.Transport for https targets, tuned for a
+// reverse proxy: a large keep-alive pool so load does not churn
+// connections, no transparent compression (the client's Accept-Encoding
+// passes through untouched), and explicit dial and header timeouts. opts
+// has its defaults applied.
+func newTransport(opts Options) *http.Transport {
+	d := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                 nil, // never use HTTP_PROXY from the environment for upstreams
 		DialContext:           d.DialContext,
 		TLSClientConfig:       opts.TLSConfig,
-		TLSHandshakeTimeout:   dialTimeout,
+		TLSHandshakeTimeout:   opts.DialTimeout,
 		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          perHost * max(1, len(opts.Targets)),
-		MaxIdleConnsPerHost:   perHost,
-		IdleConnTimeout:       idle,
+		MaxIdleConns:          opts.MaxIdleConnsPerTarget * max(1, len(opts.Targets)),
+		MaxIdleConnsPerHost:   opts.MaxIdleConnsPerTarget,
+		IdleConnTimeout:       opts.IdleConnTimeout,
 		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
@@ -195,27 +196,36 @@ func (u *Upstream) CloseIdle() {
 	u.h1.CloseIdleConnections()
 }
 
+// Reason codes Classify returns for the audit record.
+const (
+	ReasonClientGone  = "client-gone"          // the client went away (499); same code as audit's
+	ReasonNoTarget    = "no-target"            // no target could take the request (503)
+	ReasonUnreachable = "upstream-unreachable" // dialing the target failed (502)
+	ReasonTimeout     = "upstream-timeout"     // the target did not answer in time (504)
+	ReasonError       = "upstream-error"       // any other failure (502)
+)
+
 // Classify maps a round-trip error to the status a client should get and a
 // reason code for the audit record: a dial failure is 502
 // upstream-unreachable, a timeout 504 upstream-timeout, a client that went
 // away 499 client-gone, anything else 502 upstream-error.
 func Classify(ctx context.Context, err error) (status int, reason string) {
 	if ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
-		return 499, "client-gone"
+		return 499, ReasonClientGone
 	}
 	if errors.Is(err, ErrNoTarget) {
-		return http.StatusServiceUnavailable, "no-target"
+		return http.StatusServiceUnavailable, ReasonNoTarget
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
-		return http.StatusBadGateway, "upstream-unreachable"
+		return http.StatusBadGateway, ReasonUnreachable
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return http.StatusGatewayTimeout, "upstream-timeout"
+		return http.StatusGatewayTimeout, ReasonTimeout
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return http.StatusGatewayTimeout, "upstream-timeout"
+		return http.StatusGatewayTimeout, ReasonTimeout
 	}
-	return http.StatusBadGateway, "upstream-error"
+	return http.StatusBadGateway, ReasonError
 }
