@@ -34,15 +34,11 @@ lint: $(GOLANGCI)
 
 check: fmt vet lint race
 
-# fuzz runs every fuzz target for FUZZTIME each (CI runs it too).
+# fuzz runs every fuzz target for FUZZTIME each (CI runs it too); see
+# scripts/fuzz.sh for the one retry it allows.
 FUZZTIME ?= 20s
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-	    echo "fuzz $$pkg $$f"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
-	  done; \
-	done
+	FUZZTIME=$(FUZZTIME) GO=$(GO) bash scripts/fuzz.sh
 
 bench:
 	bash bench/run.sh
