@@ -45,3 +45,14 @@ bench:
 
 clean:
 	rm -rf bin
+
+# dex builds the Dex OpenID provider that internal/testenv's e2e tests start
+# (go test -tags e2e): Dex's server packages under a small main of our own
+# (tools/dex/main.go; Dex's cmd/dex cannot be built from the module proxy).
+# tools/dex is a module of its own, so Dex's dependencies stay out of the root
+# module.
+.PHONY: dex
+dex: bin/dex
+
+bin/dex: tools/dex/go.mod tools/dex/go.sum $(wildcard tools/dex/*.go)
+	cd tools/dex && $(GO) build -o ../../bin/dex .
