@@ -179,12 +179,17 @@ func quickstart(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gatehouse quickstart: starting the demo app: %v\n", err)
 		return 1
 	}
-	demoSrv := &http.Server{Handler: demoapp.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	origin := "http://" + *addr
+	demoSrv := &http.Server{
+		Handler:           demoapp.New(demoapp.Options{JWKSURL: origin + "/.well-known/gatehouse/jwks.json", Issuer: origin}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
 	go demoSrv.Serve(ln)
 	defer demoSrv.Close()
 	cfg.Upstreams["demo"].Targets = []config.URL{{URL: &url.URL{Scheme: "http", Host: ln.Addr().String()}}}
 	cfg.Listeners[0].Address = *addr
-	fmt.Fprintf(stderr, "gatehouse quickstart: open http://%s/ (demo app on %s)\n", *addr, ln.Addr())
+	cfg.PublicURL = config.URL{URL: &url.URL{Scheme: "http", Host: *addr}}
+	fmt.Fprintf(stderr, "gatehouse quickstart: open http://%s/ and sign in as alice / wonderland or bob / builder (demo app on %s)\n", *addr, ln.Addr())
 	return runApp(cfg, "", stderr)
 }
 

@@ -29,6 +29,7 @@ upstreams:
 routes:
   - path: /
     upstream: ap
+    policy: {public: [/]}
 `
 
 func TestCheckReportsEveryMistake(t *testing.T) {

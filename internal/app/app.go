@@ -30,6 +30,7 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/internal/metrics"
 	"github.com/gatehouse-proxy/gatehouse/internal/proxy"
 	"github.com/gatehouse-proxy/gatehouse/internal/secret"
+	"github.com/gatehouse-proxy/gatehouse/internal/session"
 )
 
 // Options configures an App.
@@ -54,8 +55,9 @@ type App struct {
 	metrics    *metrics.Metrics
 	audit      *audit.Logger
 
-	rt    atomic.Pointer[runtime]
-	ready atomic.Bool
+	rt       atomic.Pointer[runtime]
+	ready    atomic.Bool
+	identity identityState
 
 	reloadMu sync.Mutex // serializes Reload
 
@@ -98,6 +100,15 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	a.audit = al
+	a.identity.revocations, err = session.NewRevocationList(session.RevocationOptions{
+		OnOverflow: func(cutoff time.Time) {
+			opts.Log.Error("session revocation list full: every session created before the cutoff is revoked", "cutoff", cutoff)
+		},
+	})
+	if err != nil {
+		al.Close()
+		return nil, err
+	}
 	rt, err := a.build(context.Background(), cfg)
 	if err != nil {
 		al.Close()
@@ -243,6 +254,19 @@ func (a *App) Run(ctx context.Context) error {
 	for _, w := range a.watches {
 		watchers.Go(func() { w.cr.Watch(wctx, w.interval) })
 	}
+	watchers.Go(func() {
+		// Revocations past their sessions' expiry are dropped.
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case now := <-t.C:
+				a.identity.revocations.Prune(now)
+			}
+		}
+	})
 	defer func() {
 		stopWatch()
 		watchers.Wait()

@@ -37,6 +37,7 @@ upstreams:
 routes:
   - name: app
     upstream: app
+    policy: {public: ["/"]}
 %s`, target, extra)
 }
 
@@ -226,6 +227,7 @@ upstreams:
 routes:
   - name: app
     upstream: app
+    policy: {public: ["/"]}
 `, mode, trusted, target)
 }
 
@@ -451,9 +453,11 @@ routes:
   - name: app
     host: app.test
     upstream: app
+    policy: {public: ["/"]}
   - name: dead
     host: dead.test
     upstream: dead
+    policy: {public: ["/"]}
 `, up.URL, closedPort(t)))
 	base := g.url("public")
 
@@ -564,9 +568,11 @@ upstreams:
 routes:
   - name: app
     upstream: app
+    policy: {public: ["/"]}
   - name: dead
     path: /dead
     upstream: dead
+    policy: {public: ["/"]}
 `, up.URL, closedPort(t)))
 
 	c := client()

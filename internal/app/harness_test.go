@@ -185,6 +185,10 @@ type auditRecord struct {
 	Route     string `json:"route"`
 	Decision  string `json:"decision"`
 	Reason    string `json:"reason"`
+	Rule      string `json:"rule"`
+	Auth      string `json:"auth_method"`
+	Subject   string `json:"subject"`
+	Email     string `json:"email"`
 	Status    int    `json:"status"`
 	TLS       bool   `json:"tls"`
 	Proto     string `json:"proto"`

@@ -53,9 +53,11 @@ upstreams:
 routes:
   - name: app
     upstream: app
+    policy: {public: ["/"]}
   - name: fresh
     path: /fresh
     upstream: fresh
+    policy: {public: ["/"]}
 `, oldURL, newURL)
 	writeFile(t, path, []byte(v1))
 	g := startWith(t, "", startOptions{configPath: path})

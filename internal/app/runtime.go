@@ -6,9 +6,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gatehouse-proxy/gatehouse/internal/auth"
 	"github.com/gatehouse-proxy/gatehouse/internal/config"
 	"github.com/gatehouse-proxy/gatehouse/internal/idheader"
 	"github.com/gatehouse-proxy/gatehouse/internal/listener"
+	"github.com/gatehouse-proxy/gatehouse/internal/policy"
 	"github.com/gatehouse-proxy/gatehouse/internal/proxy"
 	"github.com/gatehouse-proxy/gatehouse/internal/secret"
 	"github.com/gatehouse-proxy/gatehouse/internal/upstream"
@@ -23,6 +25,7 @@ type runtime struct {
 	upstreams  []*upstream.Upstream
 	adminToken secret.Value
 	trust      listener.Trust
+	gate       *auth.Gate
 }
 
 // build turns a validated configuration into a runtime. It resolves
@@ -64,14 +67,35 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("headers: %w", err)
 	}
+	gate, err := a.buildGate(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt.gate = gate
 	var routes []*proxy.Route
 	for _, rc := range cfg.Routes {
+		pol, err := policy.Compile(rc.Policy.PolicyOptions())
+		if err != nil {
+			return nil, fmt.Errorf("route %s: %w", rc.Name, err)
+		}
+		guard, err := gate.Route(auth.RouteOptions{
+			Name:              rc.Name,
+			Policy:            pol,
+			Providers:         rc.Providers,
+			API:               rc.API,
+			IdentityHeaders:   rc.IdentityHeaders,
+			PassAuthorization: rc.PassAuthorization,
+		})
+		if err != nil {
+			return nil, err
+		}
 		routes = append(routes, &proxy.Route{
 			Name:         rc.Name,
 			Host:         rc.Host,
 			Path:         rc.Path,
 			Upstream:     ups[rc.Upstream],
 			PreserveHost: rc.PreserveHost,
+			Guard:        guard,
 		})
 	}
 	ph, err := proxy.New(proxy.Options{
@@ -82,11 +106,20 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 		HSTS:            hstsValue(cfg.HSTS),
 		BodyReadTimeout: cfg.Server.BodyReadTimeout.D(),
 		Ready:           a.isReady,
+		Internal:        gate,
 		Log:             a.log,
 	})
 	if err != nil {
 		return nil, err
 	}
+	gate.SetRouter(func(host, path string) *auth.Route {
+		if r, ok := ph.Match(host, path); ok {
+			if g, ok := r.Guard.(*auth.Route); ok {
+				return g
+			}
+		}
+		return nil
+	})
 	rt.proxy = ph
 	return rt, nil
 }

@@ -57,6 +57,7 @@ upstreams:
 routes:
   - name: app
     upstream: app
+    policy: {public: ["/"]}
 `, f.certFile, f.keyFile, target)
 }
 
@@ -209,9 +210,11 @@ routes:
   - name: app
     host: app.test
     upstream: app
+    policy: {public: ["/"]}
   - name: wild
     host: "*.apps.test"
     upstream: app
+    policy: {public: ["/"]}
 `, httpsPort, target)
 }
 

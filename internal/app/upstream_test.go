@@ -49,9 +49,11 @@ routes:
   - name: dead
     path: /dead
     upstream: dead
+    policy: {public: ["/"]}
   - name: slow
     path: /slow
     upstream: slow
+    policy: {public: ["/"]}
 `, dead, slow.URL))
 
 	_, deadPort, _ := net.SplitHostPort(dead)

@@ -40,6 +40,19 @@ type Config struct {
 	// Log configures the operator log (stderr).
 	Log Log `yaml:"log"`
 
+	// PublicURL is gatehouse's external base URL, such as
+	// https://apps.example.com: the origin users sign in on (the callback
+	// is PublicURL + /.gatehouse/callback, to register at each provider),
+	// the issuer of the signed identity assertion, and the base of the
+	// built-in provider's issuer (PublicURL + /.gatehouse/idp). Required
+	// when identity is configured.
+	PublicURL URL `yaml:"public_url"`
+
+	// Identity configures who may sign in and how: sessions, OpenID
+	// providers, the built-in provider, bearer tokens and the assertion
+	// gatehouse signs for upstreams.
+	Identity Identity `yaml:"identity"`
+
 	// Upstreams are the applications gatehouse forwards to, by name.
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
 
@@ -269,6 +282,34 @@ type Route struct {
 	// PreserveHost sends the client's Host header upstream instead of the
 	// target's host. Default: false.
 	PreserveHost bool `yaml:"preserve_host"`
+
+	// Policy decides who may use the route. Required: gatehouse denies
+	// unless a rule allows, so a route without a policy would serve no
+	// one. Use `public: ["/"]` for a route open to everyone.
+	Policy *Policy `yaml:"policy"`
+
+	// Providers names the identity providers (identity.providers, or
+	// "builtin") that may sign users in for this route; with several, the
+	// user chooses on a sign-in page. Default: all of them.
+	Providers []string `yaml:"providers"`
+
+	// API marks a route used by programs, not browsers: a request without
+	// credentials gets 401 with WWW-Authenticate instead of a redirect to
+	// sign in. Requests that ask for JSON, fetch() calls and non-GET
+	// requests get 401 on any route. Default: false.
+	API bool `yaml:"api"`
+
+	// IdentityHeaders are extra headers sent upstream with values taken
+	// from the user's claims: header name → claim name (a dotted path
+	// such as "realm_access.roles"; lists are joined with commas). A
+	// missing claim sends no header. Claims of session users must be
+	// listed in identity.session.keep_claims. Default: none.
+	IdentityHeaders map[string]string `yaml:"identity_headers"`
+
+	// PassAuthorization forwards the client's Authorization header. By
+	// default it is removed, so that a bearer token meant for gatehouse
+	// never reaches the app. Default: false.
+	PassAuthorization bool `yaml:"pass_authorization"`
 }
 
 func (r *Route) setDefaults() {
@@ -278,7 +319,7 @@ func (r *Route) setDefaults() {
 // Default returns the configuration with every default applied and no
 // listeners, upstreams or routes.
 func Default() *Config {
-	return &Config{
+	c := &Config{
 		Server: Server{
 			ReadHeaderTimeout:    Duration(10 * time.Second),
 			BodyReadTimeout:      Duration(5 * time.Minute),
@@ -299,5 +340,10 @@ func Default() *Config {
 		Admin: Admin{Address: "127.0.0.1:9090"},
 		Audit: Audit{Output: "stdout"},
 		Log:   Log{Level: "info", Format: "json"},
+		Identity: Identity{
+			Assertion: Assertion{TTL: Duration(5 * time.Minute)},
+		},
 	}
+	c.Identity.Session.setDefaults()
+	return c
 }

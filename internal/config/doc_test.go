@@ -48,15 +48,27 @@ func TestEveryFieldDocumented(t *testing.T) {
 	})
 }
 
-// parseDocs returns "Type.Field" and "Type" → doc comment, from config.go.
+// schemaFiles hold the schema types whose comments are the reference.
+var schemaFiles = []string{"config.go", "identity.go"}
+
+// parseDocs returns "Type.Field" and "Type" → doc comment, from the schema
+// files.
 func parseDocs(t *testing.T) map[string]string {
 	t.Helper()
+	docs := map[string]string{}
+	for _, name := range schemaFiles {
+		parseDocFile(t, name, docs)
+	}
+	return docs
+}
+
+func parseDocFile(t *testing.T, name string, docs map[string]string) {
+	t.Helper()
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, "config.go", nil, parser.ParseComments)
+	f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
 	if err != nil {
 		t.Fatal(err)
 	}
-	docs := map[string]string{}
 	for _, decl := range f.Decls {
 		gd, ok := decl.(*ast.GenDecl)
 		if !ok || gd.Tok != token.TYPE {
@@ -76,7 +88,6 @@ func parseDocs(t *testing.T) map[string]string {
 			}
 		}
 	}
-	return docs
 }
 
 // walkFields calls fn for every leaf field (not a struct of the schema) in

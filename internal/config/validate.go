@@ -79,6 +79,7 @@ func (v *validator) validate(c *Config) {
 	v.log(c)
 	v.upstreams(c)
 	v.routes(c)
+	v.identity(c)
 }
 
 func (v *validator) listeners(c *Config) {
@@ -361,6 +362,7 @@ func (v *validator) routes(c *Config) {
 			v.errorf(p+".name", "name %q is already used by %s", r.Name, prev)
 		}
 		names[r.Name] = p
+		v.routeIdentity(c, r, p)
 		switch {
 		case r.Upstream == "":
 			v.errorf(p+".upstream", "required")

@@ -16,13 +16,33 @@ import (
 	"time"
 )
 
-// Handler returns the demo application:
+// Handler returns the demo application without assertion checks.
+func Handler() http.Handler { return New(Options{}) }
+
+// New returns the demo application:
 //
 //	/hello        a 13-byte plain-text body (for load tests)
 //	/stream       server-sent events: ?n= events (default 5), ?every= interval (default 200ms)
 //	/headers.json the request as JSON
 //	anything else the request as an HTML page (or JSON when Accept asks for it)
-func Handler() http.Handler {
+//
+// With opts.JWKSURL set, the page and the JSON report whether gatehouse's
+// signed assertion verifies.
+func New(opts Options) http.Handler {
+	if opts.AssertionHeader == "" {
+		opts.AssertionHeader = "X-Gatehouse-Assertion"
+	}
+	var v *verifier
+	if opts.JWKSURL != "" {
+		v = &verifier{opts: opts, client: &http.Client{Timeout: 5 * time.Second}}
+	}
+	describe := func(r *http.Request) Request {
+		d := describeRequest(r)
+		if v != nil {
+			d.Assertion = v.verify(r)
+		}
+		return d
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -56,9 +76,10 @@ type Request struct {
 	RemoteAddr string              `json:"remote_addr"`
 	Headers    map[string][]string `json:"headers"`
 	Identity   map[string]string   `json:"identity"`
+	Assertion  *Verified           `json:"assertion,omitempty"`
 }
 
-func describe(r *http.Request) Request {
+func describeRequest(r *http.Request) Request {
 	d := Request{
 		Method:     r.Method,
 		Host:       r.Host,
@@ -141,7 +162,9 @@ code{word-break:break-all}.id{background:#eef6ee}</style></head>
 <p>This application sits behind gatehouse. Below is the request exactly as it arrived here.</p>
 <h2>Identity</h2>
 {{if .Identity}}<table>{{range $k, $v := .Identity}}<tr class="id"><th>{{$k}}</th><td><code>{{$v}}</code></td></tr>{{end}}</table>
-{{else}}<p id="identity-none">No identity headers: this route is not protected yet.</p>{{end}}
+{{else}}<p id="identity-none">No identity headers: nobody is signed in on this request (a public path).</p>{{end}}
+{{with .Assertion}}{{if .OK}}<p id="assertion-ok">&#10004; The signed assertion verifies with gatehouse's keys: <strong>{{.Email}}</strong> (subject <code>{{.Subject}}</code>), groups {{range $i, $g := .Groups}}{{if $i}}, {{end}}{{$g}}{{end}}; valid until {{.Expires}}.</p>
+{{else}}<p id="assertion-bad">&#10008; The assertion does not verify: {{.Error}}</p>{{end}}{{end}}
 <h2>Request</h2>
 <table>
 <tr><th>Method</th><td><code>{{.Method}}</code></td></tr>

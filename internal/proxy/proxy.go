@@ -57,8 +57,33 @@ type Route struct {
 	Upstream *upstream.Upstream
 	// PreserveHost sends the client's Host instead of the target's.
 	PreserveHost bool
+	// Guard decides who may use the route and sets the identity headers.
+	// A route without one forwards every request (reason no-policy); the
+	// application always sets one.
+	Guard Guard
 
-	rp *httputil.ReverseProxy
+	rp      *httputil.ReverseProxy
+	idNames []string // Guard.HeaderNames()
+}
+
+// Guard is the access check of a route (package auth implements it).
+type Guard interface {
+	// Admit runs after routing, with the canonical host and path. It
+	// returns true to forward r, having set the identity headers (named
+	// by HeaderNames) on r.Header; or answers w itself and returns false.
+	Admit(w http.ResponseWriter, r *http.Request, host, path string) bool
+	// HeaderNames lists the headers Admit may set, in canonical form.
+	HeaderNames() []string
+}
+
+// Internal serves gatehouse's own endpoints (/.gatehouse/... and
+// /.well-known/gatehouse/...) besides the health checks.
+type Internal interface {
+	// ServeInternal serves path, or reports false for an unknown one.
+	ServeInternal(w http.ResponseWriter, r *http.Request, host, path string) bool
+	// OwnCookie reports whether a cookie name is gatehouse's: upstreams
+	// may not set such cookies.
+	OwnCookie(name string) bool
 }
 
 // Headers names the headers gatehouse sets upstream.
@@ -80,6 +105,9 @@ type Options struct {
 	BodyReadTimeout time.Duration
 	// Ready reports readiness for /.gatehouse/readyz.
 	Ready func() bool
+	// Internal serves gatehouse's endpoints; nil serves only the health
+	// checks.
+	Internal Internal
 	// Log is the operator log.
 	Log *slog.Logger
 }
@@ -118,6 +146,9 @@ func New(opts Options) (*Handler, error) {
 			return nil, fmt.Errorf("proxy: route %s has no upstream", rt.Name)
 		}
 		rt.rp = h.reverseProxy(rt)
+		if rt.Guard != nil {
+			rt.idNames = rt.Guard.HeaderNames()
+		}
 		entries = append(entries, route.Entry[*Route]{Host: rt.Host, Path: rt.Path, Value: rt})
 	}
 	t, err := route.New(entries)
@@ -196,8 +227,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.deny(w, r, http.StatusBadRequest, ReasonUpgrade)
 		return
 	}
-	if path == "/.gatehouse" || strings.HasPrefix(path, "/.gatehouse/") {
-		h.serveInternal(w, r, path)
+	if path == "/.gatehouse" || strings.HasPrefix(path, "/.gatehouse/") || strings.HasPrefix(path, "/.well-known/gatehouse/") {
+		h.serveInternal(w, r, host, path)
 		return
 	}
 
@@ -211,12 +242,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Decision = audit.DecisionAllow
 	rec.Reason = ReasonNoPolicy
 
-	// One canonical path is both routed and forwarded.
+	// One canonical path is routed, checked by policy and forwarded.
 	if path != r.URL.EscapedPath() {
 		r.URL.Path = canon.Decode(path)
 		r.URL.RawPath = path
 	}
 	setForwarded(r, conn, trusted)
+	if rt.Guard != nil && !rt.Guard.Admit(w, r, host, path) {
+		return
+	}
 	if h.opts.BodyReadTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
 		r = limitBodyRead(w, r, h.opts.BodyReadTimeout)
 	}
@@ -253,6 +287,15 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest, rt *Route) {
 	out.Header["X-Forwarded-Proto"] = in.Header["X-Forwarded-Proto"]
 	out.Header["X-Forwarded-Host"] = in.Header["X-Forwarded-Host"]
 	out.Header[h.opts.Headers.RequestID] = in.Header[h.opts.Headers.RequestID]
+	// The identity headers the guard set: copied again, since a header the
+	// client named in Connection was dropped from out.
+	for _, name := range rt.idNames {
+		if v, ok := in.Header[name]; ok {
+			out.Header[name] = v
+		} else {
+			delete(out.Header, name)
+		}
+	}
 }
 
 // setForwarded replaces the inbound X-Forwarded-For, -Proto and -Host with
@@ -314,6 +357,9 @@ func (h *Handler) modifyResponse(resp *http.Response, rt *Route) error {
 			delete(resp.Header, k)
 		}
 	}
+	if h.opts.Internal != nil {
+		stripOwnCookies(resp.Header, h.opts.Internal.OwnCookie)
+	}
 	if h.opts.HSTS != "" && rec.TLS {
 		// gatehouse's policy (already on the response) replaces the app's.
 		delete(resp.Header, "Strict-Transport-Security")
@@ -356,7 +402,7 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, status int, reaso
 	writeError(w, r, status, rec.RequestID)
 }
 
-func (h *Handler) serveInternal(w http.ResponseWriter, r *http.Request, path string) {
+func (h *Handler) serveInternal(w http.ResponseWriter, r *http.Request, host, path string) {
 	rec := audit.FromContext(r.Context())
 	rec.Route = "gatehouse"
 	rec.Decision = audit.DecisionAllow
@@ -367,7 +413,33 @@ func (h *Handler) serveInternal(w http.ResponseWriter, r *http.Request, path str
 	case "/.gatehouse/readyz":
 		Readyz(h.opts.Ready)(w, r)
 	default:
+		if h.opts.Internal != nil && h.opts.Internal.ServeInternal(w, r, host, path) {
+			return
+		}
 		h.deny(w, r, http.StatusNotFound, ReasonNotFoundGH)
+	}
+}
+
+// stripOwnCookies removes Set-Cookie lines of an upstream response that
+// would set one of gatehouse's cookies (a session fixation attempt by, or
+// through, the app).
+func stripOwnCookies(hdr http.Header, own func(string) bool) {
+	sc := hdr["Set-Cookie"]
+	if len(sc) == 0 {
+		return
+	}
+	kept := sc[:0:0]
+	for _, line := range sc {
+		name, _, _ := strings.Cut(line, "=")
+		if own(strings.TrimSpace(name)) {
+			continue
+		}
+		kept = append(kept, line)
+	}
+	if len(kept) == 0 {
+		delete(hdr, "Set-Cookie")
+	} else if len(kept) != len(sc) {
+		hdr["Set-Cookie"] = kept
 	}
 }
 
@@ -431,6 +503,9 @@ func (bp *bufferPool) Put(b []byte) {
 		bp.p.Put((*[copyBufferSize]byte)(b[:copyBufferSize]))
 	}
 }
+
+// Match returns the route for a canonical host and path.
+func (h *Handler) Match(host, path string) (*Route, bool) { return h.routes.Match(host, path) }
 
 // ServesHost reports whether some route serves the canonical host, on any
 // path (for the HTTP→HTTPS redirect listener).

@@ -1,0 +1,335 @@
+// Package auth is gatehouse's authentication and authorization path: it
+// establishes who a request comes from (a sealed session cookie, or a bearer
+// access token), applies the route's policy, and hands the identity to the
+// upstream in headers gatehouse controls plus a signed assertion. It also
+// serves gatehouse's own endpoints under /.gatehouse/: sign-in (chooser,
+// callback), sign-out, back-channel logout, /.gatehouse/me, and the
+// assertion keys at /.well-known/gatehouse/jwks.json.
+//
+// Every path that admits a request runs through [Gate.Check], so the proxy,
+// the SPOE agent and the forward-auth endpoint apply exactly the same
+// authentication and policy.
+//
+// Reasons (kebab-case, in audit records and on the denied page) are the
+// policy package's plus the Reason constants below.
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/internal/assertion"
+	"github.com/gatehouse-proxy/gatehouse/internal/audit"
+	"github.com/gatehouse-proxy/gatehouse/internal/oidc"
+	"github.com/gatehouse-proxy/gatehouse/internal/policy"
+	"github.com/gatehouse-proxy/gatehouse/internal/session"
+	"github.com/gatehouse-proxy/gatehouse/internal/token"
+)
+
+// Reasons this package decides, besides the policy package's.
+const (
+	// ReasonExpired: the session reached its absolute lifetime.
+	ReasonExpired = "expired"
+	// ReasonIdle: the session was idle longer than the idle timeout.
+	ReasonIdle = "idle-timeout"
+	// ReasonRevoked: the session was ended by logout, back-channel logout
+	// or a failed refresh.
+	ReasonRevoked = "revoked"
+	// ReasonBadSession: the cookie could not be opened (tampered,
+	// truncated, sealed with a removed key).
+	ReasonBadSession = "bad-session"
+	// ReasonRefreshFailed: the provider refused to refresh the session's
+	// tokens; the session ended.
+	ReasonRefreshFailed = "refresh-failed"
+	// ReasonProviderNotAllowed: the user signed in with a provider the
+	// route does not accept.
+	ReasonProviderNotAllowed = "provider-not-allowed"
+	// ReasonNoBearer: a bearer token was sent but no bearer issuer is
+	// configured.
+	ReasonNoBearer = "bearer-not-configured"
+	// ReasonLoginStarted: the user was sent to sign in.
+	ReasonLoginStarted = "login"
+	// ReasonCallback and friends mark gatehouse's endpoints in audit
+	// records.
+	ReasonCallback       = "login-complete"
+	ReasonCallbackFailed = "login-failed"
+	ReasonLogout         = "logout"
+	ReasonBackchannel    = "backchannel-logout"
+	ReasonCrossSite      = "cross-site-request"
+	ReasonProviderDown   = "provider-unavailable"
+)
+
+// Auth methods for audit records.
+const (
+	MethodSession = "session"
+	MethodBearer  = "bearer"
+)
+
+// Headers names the identity headers sent upstream.
+type Headers struct {
+	User, Email, Groups, Assertion string
+}
+
+// Options configures a Gate.
+type Options struct {
+	// PublicURL is gatehouse's external origin (scheme://host[:port]).
+	// Required.
+	PublicURL *url.URL
+	// Providers are the sign-in providers, in chooser order.
+	Providers []*oidc.Provider
+	// DisplayNames maps provider names to what the chooser shows.
+	DisplayNames map[string]string
+	// Store keeps sessions. Required.
+	Store session.Store
+	// Codec seals the login flow cookies. Required.
+	Codec *session.Codec
+	// CookieName is the session cookie's name, without __Host-.
+	// Default: gh_session.
+	CookieName string
+	// AbsoluteLifetime is the session lifetime, for the cookie's Max-Age.
+	AbsoluteLifetime time.Duration
+	// RefreshBefore is how long before the access token's expiry the
+	// session is refreshed. Default: 1m.
+	RefreshBefore time.Duration
+	// KeepClaims are the claims kept in sessions for policy and headers.
+	KeepClaims []string
+	// Bearer verifies bearer access tokens; nil refuses them.
+	Bearer *token.Verifier
+	// Signer mints the upstream assertion; nil sends none.
+	Signer *assertion.Signer
+	// Headers names the identity headers. Required.
+	Headers Headers
+	// IDP serves the built-in provider under /.gatehouse/idp; nil for none.
+	IDP http.Handler
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+	// Log is the operator log. Default: discard.
+	Log *slog.Logger
+}
+
+// Gate authenticates and authorizes requests and serves gatehouse's
+// endpoints. It is immutable apart from its caches and safe for concurrent
+// use; a configuration reload builds a new one over the same store.
+type Gate struct {
+	opts      Options
+	origin    string // PublicURL as scheme://host[:port]
+	secure    bool   // cookies get Secure and __Host-
+	cookie    string // the session cookie's name as sent
+	providers map[string]*oidc.Provider
+	names     []string // provider names, in order
+	cop       *http.CrossOriginProtection
+
+	routeFor func(host, path string) *Route // set by SetRouter
+
+	refreshes flight     // one refresh per session at a time
+	replaced  replaceMap // old cookie → refreshed session, for in-flight requests
+	usedState stateSet   // flow states already redeemed
+}
+
+// New validates opts and returns a Gate.
+func New(opts Options) (*Gate, error) {
+	var problems []string
+	if opts.PublicURL == nil || opts.PublicURL.Host == "" {
+		problems = append(problems, "PublicURL is required")
+	}
+	if opts.Store == nil {
+		problems = append(problems, "Store is required")
+	}
+	if opts.Codec == nil {
+		problems = append(problems, "Codec is required")
+	}
+	if opts.Headers.User == "" || opts.Headers.Email == "" || opts.Headers.Groups == "" || opts.Headers.Assertion == "" {
+		problems = append(problems, "every identity header name is required")
+	}
+	if len(problems) > 0 {
+		return nil, errors.New("auth: " + strings.Join(problems, "; "))
+	}
+	if opts.CookieName == "" {
+		opts.CookieName = "gh_session"
+	}
+	if opts.RefreshBefore <= 0 {
+		opts.RefreshBefore = time.Minute
+	}
+	if opts.AbsoluteLifetime <= 0 {
+		opts.AbsoluteLifetime = session.DefaultAbsoluteLifetime
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	h := &opts.Headers
+	h.User = http.CanonicalHeaderKey(h.User)
+	h.Email = http.CanonicalHeaderKey(h.Email)
+	h.Groups = http.CanonicalHeaderKey(h.Groups)
+	h.Assertion = http.CanonicalHeaderKey(h.Assertion)
+	g := &Gate{
+		opts:      opts,
+		origin:    opts.PublicURL.Scheme + "://" + opts.PublicURL.Host,
+		secure:    opts.PublicURL.Scheme == "https",
+		providers: map[string]*oidc.Provider{},
+		cop:       http.NewCrossOriginProtection(),
+	}
+	g.cookie = session.CookieName(opts.CookieName, g.secure)
+	for _, p := range opts.Providers {
+		if _, dup := g.providers[p.Name()]; dup {
+			return nil, fmt.Errorf("auth: provider %s listed twice", p.Name())
+		}
+		g.providers[p.Name()] = p
+		g.names = append(g.names, p.Name())
+	}
+	return g, nil
+}
+
+// SetRouter gives the gate the proxy's route lookup, so the sign-in page
+// can offer the providers of the route a user is going to. Call it once,
+// before serving.
+func (g *Gate) SetRouter(fn func(host, path string) *Route) { g.routeFor = fn }
+
+// Origin returns gatehouse's public origin.
+func (g *Gate) Origin() string { return g.origin }
+
+// RouteOptions configures a route's access.
+type RouteOptions struct {
+	// Name is the route's name.
+	Name string
+	// Policy decides access. Required.
+	Policy *policy.Policy
+	// Providers are the providers that may sign users in; empty means all.
+	Providers []string
+	// API answers 401 instead of redirecting to sign in.
+	API bool
+	// IdentityHeaders maps extra header names to claim names.
+	IdentityHeaders map[string]string
+	// PassAuthorization forwards the client's Authorization header.
+	PassAuthorization bool
+}
+
+// Route is one route's access check; it implements the proxy's Guard.
+type Route struct {
+	g         *Gate
+	opts      RouteOptions
+	providers []string
+	headers   []string // every header Admit may set, canonical
+}
+
+// Route builds the access check for one route.
+func (g *Gate) Route(opts RouteOptions) (*Route, error) {
+	if opts.Policy == nil {
+		return nil, fmt.Errorf("auth: route %s has no policy", opts.Name)
+	}
+	rt := &Route{g: g, opts: opts, providers: opts.Providers}
+	if len(rt.providers) == 0 {
+		rt.providers = g.names
+	}
+	for _, p := range rt.providers {
+		if g.providers[p] == nil {
+			return nil, fmt.Errorf("auth: route %s: unknown provider %s", opts.Name, p)
+		}
+	}
+	h := g.opts.Headers
+	rt.headers = []string{h.User, h.Email, h.Groups, h.Assertion}
+	extra := make(map[string]string, len(opts.IdentityHeaders))
+	for name, claim := range opts.IdentityHeaders {
+		ck := http.CanonicalHeaderKey(name)
+		extra[ck] = claim
+		rt.headers = append(rt.headers, ck)
+	}
+	rt.opts.IdentityHeaders = extra
+	slices.Sort(rt.headers[4:])
+	return rt, nil
+}
+
+// HeaderNames lists every identity header the route may set upstream; the
+// proxy copies exactly these from the checked request to the outbound one.
+func (rt *Route) HeaderNames() []string { return rt.headers }
+
+// Name returns the route's name.
+func (rt *Route) Name() string { return rt.opts.Name }
+
+// recordOf returns the request's audit record, or a throwaway one for
+// requests that did not come through audit.Handler (in-process calls).
+func recordOf(ctx context.Context) *audit.Record {
+	if rec := audit.FromContext(ctx); rec != nil {
+		return rec
+	}
+	return &audit.Record{}
+}
+
+// flight runs one function per key at a time; callers for the same key
+// wait for and share its result.
+type flight struct {
+	mu    sync.Mutex // guards calls
+	calls map[string]*flightCall
+}
+
+type flightCall struct {
+	done chan struct{}
+	val  *refreshResult
+}
+
+func (f *flight) do(key string, fn func() *refreshResult) *refreshResult {
+	f.mu.Lock()
+	if f.calls == nil {
+		f.calls = map[string]*flightCall{}
+	}
+	if c, ok := f.calls[key]; ok {
+		f.mu.Unlock()
+		<-c.done
+		return c.val
+	}
+	c := &flightCall{done: make(chan struct{})}
+	f.calls[key] = c
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.calls, key)
+		f.mu.Unlock()
+		close(c.done)
+	}()
+	c.val = fn()
+	return c.val
+}
+
+// stateSet remembers redeemed login states until their flows would have
+// expired anyway, so a replayed callback fails even when the attacker kept
+// the flow cookie.
+type stateSet struct {
+	mu   sync.Mutex // guards seen
+	seen map[string]time.Time
+}
+
+const maxStates = 100_000
+
+// first records state and reports whether it was new.
+func (s *stateSet) first(state string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = map[string]time.Time{}
+	}
+	if _, ok := s.seen[state]; ok {
+		return false
+	}
+	if len(s.seen) >= maxStates {
+		for k, t := range s.seen {
+			if now.Sub(t) > oidc.MaxFlowAge+time.Minute {
+				delete(s.seen, k)
+			}
+		}
+		if len(s.seen) >= maxStates {
+			return false // fail closed under a flood
+		}
+	}
+	s.seen[state] = now
+	return true
+}

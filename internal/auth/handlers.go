@@ -1,0 +1,344 @@
+package auth
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/gatehouse-proxy/gatehouse/internal/audit"
+	"github.com/gatehouse-proxy/gatehouse/internal/oidc"
+	"github.com/gatehouse-proxy/gatehouse/internal/session"
+)
+
+// maxBackchannelBody bounds a back-channel logout request.
+const maxBackchannelBody = 64 << 10
+
+// ServeInternal serves gatehouse's endpoints. path is the canonical path
+// and host the canonical host. It reports false for a path that is not
+// one of them, which the caller answers with 404.
+func (g *Gate) ServeInternal(w http.ResponseWriter, r *http.Request, host, path string) bool {
+	rec := recordOf(r.Context())
+	rec.Route = "gatehouse"
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	switch {
+	case path == PathJWKS:
+		if g.opts.Signer == nil {
+			return false
+		}
+		rec.Decision, rec.Reason = audit.DecisionAllow, "jwks"
+		h.Del("Cache-Control") // ServeJWKS sets its own
+		g.opts.Signer.ServeJWKS(w, r)
+	case path == PathIDP || strings.HasPrefix(path, PathIDP+"/"):
+		if g.opts.IDP == nil {
+			return false
+		}
+		rec.Decision, rec.Reason = audit.DecisionAllow, "builtin-idp"
+		g.opts.IDP.ServeHTTP(w, r)
+	case path == PathLogin:
+		if !g.allowMethods(w, r, http.MethodGet, http.MethodHead) {
+			return true
+		}
+		g.serveLogin(w, r, host)
+	case path == PathCallback:
+		if !g.allowMethods(w, r, http.MethodGet) {
+			return true
+		}
+		g.serveCallback(w, r, host)
+	case path == PathLogout:
+		g.serveLogout(w, r, host)
+	case path == PathLoggedOut:
+		rec.Decision, rec.Reason = audit.DecisionAllow, ReasonLogout
+		g.writePage(w, r, http.StatusOK, "loggedout", nil)
+	case path == PathBackchannel:
+		if !g.allowMethods(w, r, http.MethodPost) {
+			return true
+		}
+		g.serveBackchannel(w, r)
+	case path == PathMe:
+		if !g.allowMethods(w, r, http.MethodGet, http.MethodHead) {
+			return true
+		}
+		g.serveMe(w, r, host)
+	default:
+		return false
+	}
+	return true
+}
+
+func (g *Gate) allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	if contains(methods, r.Method) {
+		return true
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	g.writeError(w, r, http.StatusMethodNotAllowed, "This method is not allowed here.", "method-refused")
+	return false
+}
+
+// serveLogout ends the session. GET shows a page with a button; POST,
+// protected against cross-site requests (Sec-Fetch-Site / Origin), revokes
+// the session, deletes the cookie and continues to the provider's
+// end-session endpoint when it has one (RP-initiated logout).
+func (g *Gate) serveLogout(w http.ResponseWriter, r *http.Request, host string) {
+	rec := recordOf(r.Context())
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		rec.Decision, rec.Reason = audit.DecisionAllow, "logout-page"
+		g.writePage(w, r, http.StatusOK, "logout", nil)
+		return
+	case http.MethodPost:
+	default:
+		g.allowMethods(w, r, http.MethodGet, http.MethodPost)
+		return
+	}
+	if err := g.cop.Check(r); err != nil {
+		g.writeError(w, r, http.StatusForbidden, "Sign-out must be started from this site.", ReasonCrossSite)
+		return
+	}
+	now := g.opts.Now()
+	http.SetCookie(w, session.DeleteCookie(g.opts.CookieName, g.secure))
+	next := g.originOf(host) + PathLoggedOut
+	if v := cookieValue(r.Header.Get("Cookie"), g.cookie); v != "" {
+		if s, err := g.opts.Store.Load(r.Context(), v, now); err == nil {
+			rec.AuthMethod, rec.Issuer, rec.Subject, rec.Email = MethodSession, s.Issuer, s.Subject, s.Email
+			if err := g.opts.Store.Revoke(r.Context(), s, now); err != nil {
+				g.opts.Log.Error("revoking a session at logout failed", "session", s.ID.Ref(), "err", err)
+				g.writeError(w, r, http.StatusServiceUnavailable, "Sign-out could not be completed. Try again.", "revoke-failed")
+				return
+			}
+			g.opts.Log.Info("signed out", "session", s.ID.Ref(), "provider", s.Provider)
+			if p := g.providers[s.Provider]; p != nil {
+				if u := p.EndSessionURL(r.Context(), s.IDTokenHint, next, ""); u != "" {
+					next = u
+				}
+			}
+		}
+	}
+	rec.Decision, rec.Reason = audit.DecisionRedirect, ReasonLogout
+	// next is the provider's configured end-session endpoint or this
+	// origin's signed-out page: never a client-supplied URL.
+	http.Redirect(w, r, next, http.StatusSeeOther) //nolint:gosec // G710: see above
+}
+
+// serveBackchannel handles OpenID Connect Back-Channel Logout: a provider
+// POSTs a logout token; gatehouse verifies it and revokes the sessions of
+// its sid, or of its sub when it names no sid. It answers fast (senders
+// time out after a few seconds): 200 on success, 400 otherwise, never
+// cached.
+func (g *Gate) serveBackchannel(w http.ResponseWriter, r *http.Request) {
+	rec := recordOf(r.Context())
+	rec.Reason = ReasonBackchannel
+	bad := func(reason string) {
+		rec.Decision = audit.DecisionDeny
+		rec.Reason = reason
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte(`{"error":"invalid_request"}` + "\n"))
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBackchannelBody)
+	if err := r.ParseForm(); err != nil {
+		bad("backchannel-bad-request")
+		return
+	}
+	raw := r.PostForm.Get("logout_token")
+	iss := unverifiedIssuer(raw)
+	if raw == "" || iss == "" {
+		bad("backchannel-bad-token")
+		return
+	}
+	var req *oidc.LogoutRequest
+	var provider string
+	lastErr := oidc.ErrLogoutToken
+	for _, name := range g.names {
+		p := g.providers[name]
+		if p.Issuer() != iss {
+			continue
+		}
+		var err error
+		if req, err = p.VerifyLogoutToken(r.Context(), raw); err == nil {
+			provider = name
+			break
+		}
+		lastErr = err
+	}
+	if req == nil {
+		g.opts.Log.Warn("back-channel logout refused", "err", lastErr)
+		bad("backchannel-bad-token")
+		return
+	}
+	now := g.opts.Now()
+	var err error
+	if req.SID != "" {
+		err = g.opts.Store.RevokeBySID(r.Context(), req.Issuer, req.SID, now)
+	} else {
+		err = g.opts.Store.RevokeBySubject(r.Context(), req.Issuer, req.Subject, now)
+	}
+	if err != nil {
+		g.opts.Log.Error("back-channel logout: revocation failed", "provider", provider, "err", err)
+		rec.Decision = audit.DecisionError
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	rec.Decision = audit.DecisionAllow
+	rec.Issuer, rec.Subject = req.Issuer, req.Subject
+	g.opts.Log.Info("back-channel logout", "provider", provider, "by_sid", req.SID != "")
+	w.WriteHeader(http.StatusOK)
+}
+
+// unverifiedIssuer reads iss from a JWT's payload without verifying it,
+// only to choose which provider verifies the token.
+func unverifiedIssuer(raw string) string {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 || len(raw) > 16<<10 {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Iss string `json:"iss"`
+	}
+	if json.Unmarshal(b, &c) != nil {
+		return ""
+	}
+	return c.Iss
+}
+
+// serveMe shows the signed-in identity: never a token.
+func (g *Gate) serveMe(w http.ResponseWriter, r *http.Request, host string) {
+	rec := recordOf(r.Context())
+	out := &Outcome{}
+	req := &Request{Cookie: r.Header.Get("Cookie"), Authorization: r.Header.Get("Authorization")}
+	p, reason, _ := g.authenticate(r.Context(), req, g.opts.Now(), out)
+	for _, c := range out.SetCookies {
+		http.SetCookie(w, c)
+	}
+	if p == nil {
+		if reason == "" {
+			reason = "no-session"
+		}
+		g.writeError(w, r, http.StatusUnauthorized, "You are not signed in.", reason)
+		return
+	}
+	rec.Decision, rec.Reason = audit.DecisionAllow, "me"
+	rec.AuthMethod, rec.Issuer, rec.Subject, rec.Email, rec.Groups = p.Method, p.Issuer, p.Subject, p.Email, p.Groups
+	groups := p.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	me := map[string]any{
+		"auth_method": p.Method,
+		"issuer":      p.Issuer,
+		"subject":     p.Subject,
+		"email":       p.Email,
+		"name":        p.Name,
+		"username":    p.Username,
+		"groups":      groups,
+	}
+	if p.Provider != "" {
+		me["provider"] = p.Provider
+	}
+	if p.SessionRef != "" {
+		me["session"] = p.SessionRef
+	}
+	if !p.CreatedAt.IsZero() {
+		me["signed_in_at"] = p.CreatedAt.UTC()
+	}
+	if !p.ExpiresAt.IsZero() {
+		me["expires_at"] = p.ExpiresAt.UTC()
+	}
+	if wantsJSON(r) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(me)
+		return
+	}
+	g.writePage(w, r, http.StatusOK, "me", map[string]any{"Me": me, "P": p})
+}
+
+// Admit is the proxy's guard: it checks r on rt and either prepares it for
+// the upstream (identity headers set, gatehouse's cookies and, unless the
+// route passes it, Authorization removed) and returns true, or answers w
+// (sign in, 401, 403) and returns false. host and path are canonical.
+func (rt *Route) Admit(w http.ResponseWriter, r *http.Request, host, path string) bool {
+	rec := recordOf(r.Context())
+	req := &Request{
+		Method:        r.Method,
+		Host:          host,
+		Path:          path,
+		RawQuery:      r.URL.RawQuery,
+		Source:        rec.ClientIP,
+		Cookie:        strings.Join(r.Header["Cookie"], "; "),
+		Authorization: r.Header.Get("Authorization"),
+		API:           IsAPIRequest(r),
+	}
+	out := rt.Check(r.Context(), req)
+	for _, c := range out.SetCookies {
+		http.SetCookie(w, c)
+	}
+	if p := out.Principal; p != nil {
+		rec.AuthMethod, rec.Issuer, rec.Subject, rec.Email, rec.Groups = p.Method, p.Issuer, p.Subject, p.Email, p.Groups
+	}
+	rec.Rule, rec.Reason = out.Rule, out.Reason
+	if out.Allow {
+		rec.Decision = audit.DecisionAllow
+		for _, h := range out.Headers {
+			r.Header[h.Name] = []string{h.Value}
+		}
+		if req.Cookie != "" {
+			if c := rt.g.StripCookies(req.Cookie); c == "" {
+				delete(r.Header, "Cookie")
+			} else if c != req.Cookie {
+				r.Header["Cookie"] = []string{c}
+			}
+		}
+		if !rt.opts.PassAuthorization {
+			delete(r.Header, "Authorization")
+		}
+		return true
+	}
+	rt.g.writeOutcome(w, r, out)
+	return false
+}
+
+// writeOutcome answers a request Check did not allow.
+func (g *Gate) writeOutcome(w http.ResponseWriter, r *http.Request, out *Outcome) {
+	rec := recordOf(r.Context())
+	switch out.Status {
+	case http.StatusFound:
+		rec.Decision = audit.DecisionRedirect
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, out.Location, http.StatusFound)
+	case http.StatusUnauthorized:
+		rec.Decision = audit.DecisionDeny
+		w.Header().Set("WWW-Authenticate", out.WWWAuthenticate)
+		g.writeError(w, r, http.StatusUnauthorized, "Sign-in is required.", out.Reason)
+	case http.StatusForbidden:
+		rec.Decision = audit.DecisionDeny
+		g.writeDenied(w, r, out)
+	default:
+		rec.Decision = audit.DecisionError
+		g.writeError(w, r, out.Status, "The sign-in service is unavailable. Try again shortly.", out.Reason)
+	}
+}
+
+// IsAPIRequest reports whether r comes from a program rather than a page
+// navigation: it asks for JSON, is a fetch()/XHR (Sec-Fetch-Mode other
+// than navigate, X-Requested-With), or is not a GET or HEAD (a redirect
+// would lose its body). Such requests get 401, never a sign-in redirect.
+func IsAPIRequest(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return true
+	}
+	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
+		return true
+	}
+	if r.Header.Get("X-Requested-With") != "" {
+		return true
+	}
+	return wantsJSON(r)
+}
