@@ -56,3 +56,10 @@ dex: bin/dex
 
 bin/dex: tools/dex/go.mod tools/dex/go.sum $(wildcard tools/dex/*.go)
 	cd tools/dex && $(GO) build -o ../../bin/dex .
+
+# e2e runs the suites that drive real outside programs: Dex (built by the dex
+# target) and headless Chromium (Debian's chromium package; install it with
+# apt-get install chromium). A missing program fails these tests.
+.PHONY: e2e
+e2e: dex
+	$(GO) test -count=1 -tags e2e ./...

@@ -2,6 +2,8 @@ package app_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -393,5 +395,232 @@ func TestAssertionRefusedAsBearer(t *testing.T) {
 	}
 	if !strings.Contains(resp.Header.Get("WWW-Authenticate"), "invalid_token") {
 		t.Errorf("WWW-Authenticate = %q", resp.Header.Get("WWW-Authenticate"))
+	}
+}
+
+func TestConcurrentRefreshKeepsSession(t *testing.T) {
+	// Every request refreshes; the built-in provider rotates refresh tokens
+	// and revokes the whole grant when a rotated one is reused, so a second
+	// refresh with the same token would end the session.
+	g := startIdentity(t, "  session: {refresh_before: 5m}")
+	c := browser(t)
+	g.signIn(t, c, "/", "alice", "wonderland")
+	u, _ := url.Parse(g.origin)
+	old := c.Jar.Cookies(u)
+	var cookieHdr []string
+	for _, ck := range old {
+		cookieHdr = append(cookieHdr, ck.Name+"="+ck.Value)
+	}
+	plain := &http.Client{Timeout: ioTimeout, CheckRedirect: noFollow}
+	const n = 16
+	status := make(chan int, n)
+	for range n {
+		go func() {
+			req, _ := http.NewRequest(http.MethodGet, g.origin+"/x", nil)
+			req.Header.Set("Cookie", strings.Join(cookieHdr, "; "))
+			resp, err := plain.Do(req)
+			if err != nil {
+				status <- 0
+				return
+			}
+			resp.Body.Close()
+			status <- resp.StatusCode
+		}()
+	}
+	for range n {
+		if s := <-status; s != http.StatusOK {
+			t.Errorf("concurrent request with the same session: status %d, want 200", s)
+		}
+	}
+	// The cookie the refresh replaced still works for a while (requests the
+	// browser sent before it saw the new one), and so does the new one.
+	req, _ := http.NewRequest(http.MethodGet, g.origin+"/late", nil)
+	req.Header.Set("Cookie", strings.Join(cookieHdr, "; "))
+	if resp, err := plain.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("request with the replaced cookie: %v %v", resp, err)
+	}
+	decodeEcho(t, fetch(t, c, g.origin+"/again", nil))
+}
+
+func TestChooserListsRouteProviders(t *testing.T) {
+	g := startIdentity(t, `  providers:
+    - name: corp
+      display_name: Corp SSO
+      issuer: http://127.0.0.1:1/unreachable
+      client_id: gatehouse`)
+	c := browser(t)
+	resp := fetch(t, c, g.origin+"/reports?q=1", nil)
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("status %d, want 302 to the chooser", resp.StatusCode)
+	}
+	loc := resp.Header.Get("Location")
+	if !strings.HasPrefix(loc, g.origin+"/.gatehouse/login?rd=") {
+		t.Fatalf("Location = %q, want the sign-in chooser", loc)
+	}
+	page := fetch(t, c, loc, nil)
+	body, _ := io.ReadAll(page.Body)
+	for _, want := range []string{"Corp SSO", "gatehouse", "provider=corp", "provider=builtin"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("chooser lacks %q:\n%s", want, body)
+		}
+	}
+	// The provider that is down gets a 503 page, not a hang or a 500.
+	down := fetch(t, c, g.origin+"/.gatehouse/login?provider=corp&rd=%2Freports", nil)
+	if down.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("provider down: %d, want 503", down.StatusCode)
+	}
+	// Choosing the built-in provider signs in and returns to the page.
+	pick := fetch(t, c, g.origin+"/.gatehouse/login?provider=builtin&rd=%2Freports%3Fq%3D1", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cb, err := testenv.Login(ctx, c, pick.Header.Get("Location"), "alice", "wonderland", g.origin+"/.gatehouse/callback")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := fetch(t, c, cb.String(), nil); resp.Header.Get("Location") != g.origin+"/reports?q=1" {
+		t.Errorf("after sign-in, sent to %q", resp.Header.Get("Location"))
+	}
+	// An open redirect through rd falls back to the origin after sign-in.
+	evil := fetch(t, c, g.origin+"/.gatehouse/login?provider=builtin&rd=%2F%2Fevil.example%2F", nil)
+	cb, err = testenv.Login(ctx, c, evil.Header.Get("Location"), "alice", "wonderland", g.origin+"/.gatehouse/callback")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := fetch(t, c, cb.String(), nil); resp.Header.Get("Location") != g.origin+"/" {
+		t.Errorf("rd=//evil.example/ sent the user to %q, want %q", resp.Header.Get("Location"), g.origin+"/")
+	}
+}
+
+func TestKeyRotationMidSession(t *testing.T) {
+	// The provider rotates its signing key right after the sign-in (well
+	// within gatehouse's 10 s JWKS refetch floor); the next refresh brings
+	// an ID token under the new key, which must still verify.
+	g := startIdentity(t, "  session: {refresh_before: 5m}")
+	c := browser(t)
+	g.signIn(t, c, "/", "alice", "wonderland")
+	if err := g.app.BuiltinProvider().RotateKey(); err != nil {
+		t.Fatal(err)
+	}
+	e := decodeEcho(t, fetch(t, c, g.origin+"/after-rotation", nil))
+	if e.Header.Get("X-Gatehouse-User") != "alice" {
+		t.Errorf("identity after rotation: %v", e.Header)
+	}
+	// A new sign-in under the new key works too.
+	g.signIn(t, browser(t), "/", "bob", "builder")
+}
+
+// apiIssuer is an access token issuer for the bearer tests: a JWKS on
+// 127.0.0.1 and an RSA key that signs the tokens the test needs.
+type apiIssuer struct {
+	url string
+	key *rsa.PrivateKey
+}
+
+func newAPIIssuer(t *testing.T) *apiIssuer {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "api1", Algorithm: "RS256", Use: "sig"}}})
+	}))
+	return &apiIssuer{url: srv.URL, key: key}
+}
+
+func (a *apiIssuer) token(t *testing.T, edit func(c map[string]any)) string {
+	t.Helper()
+	now := time.Now()
+	c := map[string]any{
+		"iss": a.url, "sub": "svc-1", "aud": "api://gatehouse", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+		"email": "robot@example.test", "groups": []string{"analysts"},
+	}
+	if edit != nil {
+		edit(c)
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: a.key}, (&jose.SignerOptions{}).WithHeader("kid", "api1").WithType("at+jwt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := jwt.Signed(s).Claims(c).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func TestBearerTokenPolicyAndHygiene(t *testing.T) {
+	iss := newAPIIssuer(t)
+	g := startIdentity(t, fmt.Sprintf(`  bearer:
+    - issuer: %s
+      jwks_url: %s/keys
+      audiences: [api://gatehouse]`, iss.url, iss.url))
+	c := &http.Client{Timeout: ioTimeout, CheckRedirect: noFollow}
+	auth := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+
+	e := decodeEcho(t, fetch(t, c, g.origin+"/analytics/q", auth(iss.token(t, nil))))
+	if e.Header.Get("X-Gatehouse-User") != "robot@example.test" || e.Header.Get("X-Gatehouse-Groups") != "analysts" {
+		t.Errorf("identity headers = %v", e.Header)
+	}
+	if e.Header.Get("Authorization") != "" {
+		t.Error("the bearer token reached the upstream")
+	}
+	verifyAssertion(t, g.origin, e.Header.Get("X-Gatehouse-Assertion"))
+
+	for _, tc := range []struct {
+		name   string
+		tok    string
+		status int
+	}{
+		{"GroupDenied", iss.token(t, func(c map[string]any) { c["groups"] = []string{"staff"} }), http.StatusForbidden},
+		{"ExpiredToken", iss.token(t, func(c map[string]any) {
+			c["iat"] = time.Now().Add(-2 * time.Hour).Unix()
+			c["exp"] = time.Now().Add(-time.Hour).Unix()
+		}), http.StatusUnauthorized},
+		{"WrongAudience", iss.token(t, func(c map[string]any) { c["aud"] = "gatehouse" }), http.StatusUnauthorized},
+		{"Garbage", "not.a.token", http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := fetch(t, c, g.origin+"/analytics/q", auth(tc.tok))
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+			if tc.status == http.StatusUnauthorized && !strings.Contains(resp.Header.Get("WWW-Authenticate"), "invalid_token") {
+				t.Errorf("WWW-Authenticate = %q", resp.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+}
+
+func TestSessionAndTokensNeverLogged(t *testing.T) {
+	iss := newAPIIssuer(t)
+	g := startIdentity(t, fmt.Sprintf(`  session: {refresh_before: 5m}
+  bearer:
+    - issuer: %s
+      jwks_url: %s/keys
+      audiences: [api://gatehouse]`, iss.url, iss.url))
+	c := browser(t)
+	cb := g.signIn(t, c, "/", "alice", "wonderland")
+	decodeEcho(t, fetch(t, c, g.origin+"/refreshing", nil))
+	u, _ := url.Parse(g.origin)
+	var secrets []string
+	for _, ck := range c.Jar.Cookies(u) {
+		secrets = append(secrets, ck.Value)
+	}
+	tok := iss.token(t, nil)
+	secrets = append(secrets, tok, cb.Query().Get("code"))
+	decodeEcho(t, fetch(t, c, g.origin+"/analytics/x", http.Header{"Authorization": {"Bearer " + tok}}))
+	fetch(t, c, g.origin+"/analytics/x", http.Header{"Authorization": {"Bearer " + tok[:len(tok)-4] + "AAAA"}})
+	g.stop()
+	for _, s := range secrets {
+		if len(s) < 16 {
+			t.Fatalf("suspiciously short secret %q", s)
+		}
+		for name, stream := range map[string]string{"audit": g.audit.String(), "operator log": g.log.String()} {
+			// Any 16-byte piece is enough to count as disclosure.
+			if strings.Contains(stream, s[len(s)-16:]) || strings.Contains(stream, s[:16]) {
+				t.Errorf("%s contains a credential", name)
+			}
+		}
 	}
 }

@@ -374,7 +374,10 @@ func (p *Provider) Refresh(ctx context.Context, refreshToken, subject string) (*
 		// A refreshed ID token carries no nonce to check (§12.2) but must
 		// be for the same user.
 		nid, err := p.verifyIDToken(ctx, m, raw, "", subject, "refresh")
-		if err != nil {
+		switch {
+		case errors.Is(err, token.ErrUnknownKey), errors.Is(err, token.ErrJWKSUnavailable):
+			return nil, fmt.Errorf("%w: %w", ErrRefreshUnavailable, err)
+		case err != nil:
 			return nil, fmt.Errorf("%w: %w", ErrRefresh, err)
 		}
 		id = nid
@@ -476,6 +479,12 @@ func (p *Provider) userInfo(ctx context.Context, m *metadata, tok *oauth2.Token)
 // caller (security-notes §2.2): strict claim decoding, sub, iat, azp and
 // the nonce. For a refreshed token, wantSub is the session's subject.
 func (p *Provider) verifyIDToken(ctx context.Context, m *metadata, raw, nonce, wantSub, phase string) (*Identity, error) {
+	// The signature first, for a typed error: go-oidc flattens its key
+	// set's errors into text, and an unknown key (a rotation within the
+	// refetch floor) or an unreachable JWKS is worth retrying.
+	if _, err := m.keys.VerifySignatureTrusted(ctx, raw); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrIDToken, token.Reason(err), err)
+	}
 	if _, err := m.verifier.Verify(p.ctx(ctx), raw); err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrIDToken, idTokenReason(err))
 	}
@@ -594,7 +603,7 @@ func idTokenReason(err error) string {
 		return token.Reason(err)
 	case strings.Contains(err.Error(), "audience"):
 		return "audience"
-	case strings.Contains(err.Error(), "issuer"):
+	case strings.Contains(err.Error(), "issuer"), strings.Contains(err.Error(), "different provider"):
 		return "issuer"
 	}
 	return "verification failed"

@@ -197,6 +197,12 @@ func (ks *keySet) lookup(ctx context.Context, kid string, alg jose.SignatureAlgo
 // started less than minRefetch ago. It returns the current key set (possibly
 // still seen, possibly nil) and the error of the fetch it waited for or ran.
 func (ks *keySet) update(ctx context.Context, seen *keyMap) (*keyMap, error) {
+	return ks.updateFloor(ctx, seen, ks.minRefetch)
+}
+
+// updateFloor is update with an explicit floor: zero refetches whenever the
+// caller has not seen a newer fetch.
+func (ks *keySet) updateFloor(ctx context.Context, seen *keyMap, floor time.Duration) (*keyMap, error) {
 	ks.mu.Lock()
 	if cur := ks.cur.Load(); cur != seen {
 		// Another caller fetched since we looked.
@@ -213,7 +219,7 @@ func (ks *keySet) update(ctx context.Context, seen *keyMap) (*keyMap, error) {
 		}
 	}
 	now := ks.now()
-	if !ks.lastAttempt.IsZero() && now.Sub(ks.lastAttempt) < ks.minRefetch {
+	if !ks.lastAttempt.IsZero() && now.Sub(ks.lastAttempt) < floor {
 		err := ks.lastErr
 		ks.mu.Unlock()
 		return seen, err

@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -97,6 +98,23 @@ func (ks *KeySet) VerifySignature(ctx context.Context, raw string) ([]byte, erro
 		return nil, ErrSignature
 	}
 	return payload, nil
+}
+
+// VerifySignatureTrusted is VerifySignature for a token that came from the
+// issuer itself over an authenticated channel (an ID token in a token
+// endpoint response, not anything a client sent): an unknown kid refetches
+// the JWKS even within the refetch floor, since a provider that has just
+// rotated its key would otherwise fail a login or refresh for up to
+// MinRefetch. Concurrent refetches are still coalesced.
+func (ks *KeySet) VerifySignatureTrusted(ctx context.Context, raw string) ([]byte, error) {
+	payload, err := ks.VerifySignature(ctx, raw)
+	if !errors.Is(err, ErrUnknownKey) {
+		return payload, err
+	}
+	if _, ferr := ks.keys.updateFloor(ctx, ks.keys.cur.Load(), 0); ferr != nil {
+		return nil, err
+	}
+	return ks.VerifySignature(ctx, raw)
 }
 
 // TypeHeader returns the typ header parameter of raw, a JWS in compact
