@@ -290,7 +290,9 @@ func definedProviders(names []string) string {
 	if len(names) == 0 {
 		return " (no providers are configured)"
 	}
-	return " (defined: " + strings.Join(names, ", ") + ")"
+	names = slices.Clone(names)
+	slices.Sort(names)
+	return " (defined: " + strings.Join(slices.Compact(names), ", ") + ")"
 }
 
 // policy compiles the policy to report its problems (bad globs, CEL that
