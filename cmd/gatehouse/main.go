@@ -162,7 +162,12 @@ func quickstart(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("quickstart", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "`address` to serve on (loopback only)")
+	adminAddr := fs.String("admin-addr", "127.0.0.1:9090", "`address` of the admin listener (metrics), loopback only, or off")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *adminAddr != "off" && !isLoopback(*adminAddr) {
+		fmt.Fprintf(stderr, "gatehouse quickstart: refusing an admin listener on %s (use a loopback address or off)\n", *adminAddr)
 		return 2
 	}
 	if !isLoopback(*addr) {
@@ -188,6 +193,7 @@ func quickstart(args []string, stderr io.Writer) int {
 	defer demoSrv.Close()
 	cfg.Upstreams["demo"].Targets = []config.URL{{URL: &url.URL{Scheme: "http", Host: ln.Addr().String()}}}
 	cfg.Listeners[0].Address = *addr
+	cfg.Admin.Address = *adminAddr
 	cfg.PublicURL = config.URL{URL: &url.URL{Scheme: "http", Host: *addr}}
 	fmt.Fprintf(stderr, "gatehouse quickstart: open http://%s/ and sign in as alice / wonderland or bob / builder (demo app on %s)\n", *addr, ln.Addr())
 	return runApp(cfg, "", stderr)

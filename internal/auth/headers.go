@@ -124,7 +124,11 @@ func headerValue(s string) string {
 // upstream never receives them. It returns the header unchanged when none
 // is present.
 func (g *Gate) StripCookies(header string) string {
-	if !strings.Contains(header, g.opts.CookieName) && !strings.Contains(header, flowCookieBase) {
+	return stripCookies(header, g.opts.CookieName)
+}
+
+func stripCookies(header, cookieName string) string {
+	if !strings.Contains(header, cookieName) && !strings.Contains(header, flowCookieBase) {
 		return header
 	}
 	var b strings.Builder
@@ -133,7 +137,7 @@ func (g *Gate) StripCookies(header string) string {
 		part, rest, _ = strings.Cut(rest, ";")
 		part = strings.TrimSpace(part)
 		name, _, _ := strings.Cut(part, "=")
-		if part == "" || g.ownCookie(name) {
+		if part == "" || ownCookie(strings.TrimSpace(name), cookieName) {
 			continue
 		}
 		if b.Len() > 0 {
@@ -145,10 +149,12 @@ func (g *Gate) StripCookies(header string) string {
 }
 
 // ownCookie reports whether a cookie name is one of gatehouse's.
-func (g *Gate) ownCookie(name string) bool {
+func ownCookie(name, cookieName string) bool {
 	name = strings.TrimPrefix(name, "__Host-")
-	return name == g.opts.CookieName || strings.HasPrefix(name, flowCookieBase)
+	return name == cookieName || strings.HasPrefix(name, flowCookieBase)
 }
+
+func (g *Gate) ownCookie(name string) bool { return ownCookie(name, g.opts.CookieName) }
 
 // OwnCookie reports whether name (from a Set-Cookie of the upstream) is
 // one of gatehouse's cookie names, which an upstream may never set.
