@@ -135,6 +135,9 @@ func serve(args []string, stderr io.Writer) int {
 // runApp runs gatehouse until SIGTERM or SIGINT; SIGHUP reloads.
 func runApp(cfg *config.Config, path string, stderr io.Writer) int {
 	log := newLogger(cfg, stderr)
+	// Libraries that log through slog's default (the built-in provider's
+	// zitadel/oidc) write to the operator log too.
+	slog.SetDefault(log.With("component", "library"))
 	log.Info("starting gatehouse", "version", version, "commit", commit)
 	a, err := app.New(cfg, app.Options{ConfigPath: path, Log: log})
 	if err != nil {
