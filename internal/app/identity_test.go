@@ -295,6 +295,15 @@ func TestTamperedSessionCookieRefused(t *testing.T) {
 			}
 		})
 	}
+	bad := 0
+	for _, r := range g.records() {
+		if r.Decision == "redirect" && r.Reason == "bad-session" {
+			bad++
+		}
+	}
+	if bad != 2 {
+		t.Errorf("%d audit records with reason bad-session, want 2", bad)
+	}
 }
 
 func noFollow(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

@@ -115,7 +115,7 @@ func (g *Gate) beginFlow(ctx context.Context, provider, returnTo, host, cookies 
 	out.SetCookies = append(out.SetCookies, session.SessionCookie(name, sealed, g.secure, oidc.MaxFlowAge))
 	out.Status = http.StatusFound
 	out.Location = u
-	out.Reason = ReasonLoginStarted
+	// out.Reason keeps why sign-in is needed (no-session, expired, ...).
 }
 
 // serveLogin is the sign-in page: it starts a flow with the chosen (or
