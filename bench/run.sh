@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# bench/run.sh measures gatehouse against HAProxy and against the bare demo
-# app, on loopback, in one run: it installs wrk, HAProxy and curl if missing, builds
-# gatehouse, starts the demo app, HAProxy and gatehouse, and runs wrk against
-# the three in interleaved rounds. It prints a markdown table of the medians
+# bench/run.sh measures gatehouse against HAProxy, oauth2-proxy and the bare
+# demo app, on loopback, in one run: it installs wrk, HAProxy, curl and
+# openssl if missing, installs oauth2-proxy v7.15.6 with `go install` into
+# bin/, builds gatehouse, Dex (make dex) and bench/credentials, starts the
+# demo app, HAProxy, Dex, a bench token issuer, gatehouse and oauth2-proxy,
+# makes the credentials (a sealed gatehouse session, a JWT access token, an
+# oauth2-proxy cookie from a real login at Dex), and runs wrk against every
+# contender in interleaved rounds. It prints a markdown table of the medians
 # and writes it, with every round's raw numbers, to bench/results/latest.md.
 # docs/performance.md explains the method. `make bench` runs it.
 #
@@ -10,12 +14,17 @@
 #   DURATION   seconds per measured run [10]
 #   ROUNDS     interleaved rounds [5]
 #   WARMUP     seconds of warm-up per contender before round 1 [3]
-#   DEMO_PORT, HAPROXY_PORT, GATEHOUSE_PORT, ADMIN_PORT
-#              loopback ports [18081, 18082, 18080, 19090]
+#   DEMO_PORT, HAPROXY_PORT, GATEHOUSE_PORT, ADMIN_PORT, DEX_PORT,
+#   ISSUER_PORT, OAUTH2_PROXY_PORT
+#              loopback ports [18081, 18082, 18080, 19090, 18083, 18084, 18085]
+#   OAUTH2_PROXY
+#              the oauth2-proxy binary [bin/oauth2-proxy, installed if it is
+#              missing or not v7.15.6]
 #
 # It stops exactly the processes it started, by PID, and connects to
-# 127.0.0.1 only. It exits 1 if any run saw a socket error or an error status
-# (after writing the table, where the errors column shows them).
+# 127.0.0.1 only. It exits 1 if any run saw a socket error, an error status
+# or a status other than the contender's expected one (after writing the
+# table, where the errors column shows them).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,14 +39,27 @@ DEMO_PORT=${DEMO_PORT:-18081}
 HAPROXY_PORT=${HAPROXY_PORT:-18082}
 GATEHOUSE_PORT=${GATEHOUSE_PORT:-18080}
 ADMIN_PORT=${ADMIN_PORT:-19090}
+DEX_PORT=${DEX_PORT:-18083}
+ISSUER_PORT=${ISSUER_PORT:-18084}
+OAUTH2_PROXY_PORT=${OAUTH2_PROXY_PORT:-18085}
+OAUTH2_PROXY_VERSION=v7.15.6
+OAUTH2_PROXY=${OAUTH2_PROXY:-$ROOT/bin/oauth2-proxy}
 HOST=127.0.0.1
-CONTENDERS=(direct haproxy gatehouse)
+# AUTH_HOST is the Host header that selects gatehouse's protected route
+# (bench/gatehouse.yaml); it is never resolved: wrk connects to 127.0.0.1.
+AUTH_HOST=protected.bench.test
+# TOKEN_AUDIENCE is the bearer tokens' aud, an API audience that is no OIDC
+# client's ID.
+TOKEN_AUDIENCE=api://gatehouse-bench
+CONTENDERS=(direct haproxy gatehouse gatehouse-cookie gatehouse-bearer gatehouse-anon
+	oauth2-proxy-cookie oauth2-proxy-bearer)
 CONNS=(1 64)
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: FAIL: %s\n' "$*" >&2; exit 1; }
 
-for v in DURATION ROUNDS WARMUP DEMO_PORT HAPROXY_PORT GATEHOUSE_PORT ADMIN_PORT; do
+PORT_VARS=(DEMO_PORT HAPROXY_PORT GATEHOUSE_PORT ADMIN_PORT DEX_PORT ISSUER_PORT OAUTH2_PROXY_PORT)
+for v in DURATION ROUNDS WARMUP "${PORT_VARS[@]}"; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
 done
 
@@ -47,6 +69,7 @@ missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v haproxy >/dev/null || missing+=(haproxy)
 command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
 if ((${#missing[@]})); then
 	[[ $(id -u) == 0 ]] || die "missing ${missing[*]}; run as root or: apt-get install -y ${missing[*]}"
 	log "installing ${missing[*]} from Debian"
@@ -54,18 +77,30 @@ if ((${#missing[@]})); then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
 fi
 command -v go >/dev/null || die "go is not on PATH"
+command -v make >/dev/null || die "make is not on PATH (it builds bin/dex)"
+
+# oauth2-proxy is a Go program: install the pinned version with `go install`
+# (outside gatehouse's module, so go.mod does not change) unless the binary
+# there already is that version.
+if ! "$OAUTH2_PROXY" --version 2>/dev/null | grep -qF " $OAUTH2_PROXY_VERSION "; then
+	[[ $OAUTH2_PROXY == "$ROOT/bin/oauth2-proxy" ]] ||
+		die "OAUTH2_PROXY=$OAUTH2_PROXY is not oauth2-proxy $OAUTH2_PROXY_VERSION"
+	log "installing oauth2-proxy $OAUTH2_PROXY_VERSION into $ROOT/bin"
+	GOBIN=$ROOT/bin go install "github.com/oauth2-proxy/oauth2-proxy/v7@$OAUTH2_PROXY_VERSION"
+fi
 
 # port_free PORT fails if anything accepts connections on 127.0.0.1:PORT
 # (a listener on 0.0.0.0 or [::] included).
 port_free() {
 	if timeout 1 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null; then
-		die "port $HOST:$1 is already in use; free it or choose another (DEMO_PORT, HAPROXY_PORT, GATEHOUSE_PORT, ADMIN_PORT)"
+		die "port $HOST:$1 is already in use; free it or choose another (${PORT_VARS[*]})"
 	fi
 }
 
-ports=("$DEMO_PORT" "$HAPROXY_PORT" "$GATEHOUSE_PORT" "$ADMIN_PORT")
+ports=()
+for v in "${PORT_VARS[@]}"; do ports+=("${!v}"); done
 if [[ $(printf '%s\n' "${ports[@]}" | sort -u | wc -l) != "${#ports[@]}" ]]; then
-	die "the four ports must differ: ${ports[*]}"
+	die "the ${#ports[@]} ports must differ: ${ports[*]}"
 fi
 for p in "${ports[@]}"; do port_free "$p"; done
 
@@ -121,8 +156,12 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "building gatehouse into $GATEHOUSE"
+log "building gatehouse and bench/credentials into $WORK, and bin/dex (make dex)"
 go build -o "$GATEHOUSE" ./cmd/gatehouse
+CREDENTIALS=$WORK/credentials
+go build -o "$CREDENTIALS" ./bench/credentials
+make -s dex >&2
+DEX=$ROOT/bin/dex
 
 # show_log PID prints the tail of a process' output, for failure messages.
 show_log() {
@@ -151,11 +190,47 @@ wait_ready() {
 	done
 }
 
+# wait_file PID FILE waits (up to 30 s) until FILE exists, failing if the
+# process exits.
+wait_file() {
+	local deadline=$((SECONDS + 30))
+	until [[ -s $2 ]]; do
+		alive "$1"
+		((SECONDS < deadline)) || die "${NAME[$1]} wrote no $2 after 30s"
+		sleep 0.05
+	done
+}
+
+# Issuers and secrets. Every secret is fresh for this run and lives in $WORK
+# (mode 0600), referenced from the configurations as file:PATH.
+DEX_ISSUER=http://$HOST:$DEX_PORT/dex
+TOKEN_ISSUER=http://$HOST:$ISSUER_PORT
+SESSION_KEY_FILE=$WORK/session.key
+GATEHOUSE_CLIENT_SECRET_FILE=$WORK/gatehouse-client.secret
+ASSERTION_KEY_FILE=$WORK/assertion.pem
+TOKEN_FILE=$WORK/access-token
+(
+	umask 077
+	head -c 32 /dev/urandom | base64 >"$SESSION_KEY_FILE"
+	# No trailing newline: oauth2-proxy reads a secret file byte for byte.
+	printf '%s' "$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')" >"$GATEHOUSE_CLIENT_SECRET_FILE"
+	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$ASSERTION_KEY_FILE" 2>/dev/null
+) || die "could not write the secrets in $WORK"
+# oauth2-proxy reads its client secret from a file and its cookie secret
+# from the environment (OAUTH2_PROXY_COOKIE_SECRET), so neither is in argv.
+O2P_CLIENT_SECRET_FILE=$WORK/oauth2-proxy-client.secret
+(umask 077 && printf '%s' "$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')" >"$O2P_CLIENT_SECRET_FILE")
+O2P_COOKIE_SECRET=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | head -c 32)
+
 # render TEMPLATE OUT replaces the @NAME@ fields of a config template.
 render() {
 	sed -e "s|@DEMO_PORT@|$DEMO_PORT|g" -e "s|@HAPROXY_PORT@|$HAPROXY_PORT|g" \
 		-e "s|@GATEHOUSE_PORT@|$GATEHOUSE_PORT|g" -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" \
-		-e "s|@AUDIT_FILE@|$AUDIT|g" "$1" >"$2"
+		-e "s|@AUDIT_FILE@|$AUDIT|g" -e "s|@AUTH_HOST@|$AUTH_HOST|g" \
+		-e "s|@SESSION_KEY_FILE@|$SESSION_KEY_FILE|g" -e "s|@ASSERTION_KEY_FILE@|$ASSERTION_KEY_FILE|g" \
+		-e "s|@GATEHOUSE_CLIENT_SECRET_FILE@|$GATEHOUSE_CLIENT_SECRET_FILE|g" \
+		-e "s|@DEX_ISSUER@|$DEX_ISSUER|g" -e "s|@TOKEN_ISSUER@|$TOKEN_ISSUER|g" \
+		-e "s|@TOKEN_AUDIENCE@|$TOKEN_AUDIENCE|g" "$1" >"$2"
 	if grep -q '@[A-Z_]*@' "$2"; then die "unreplaced field in $2"; fi
 }
 
@@ -176,25 +251,136 @@ start haproxy "$WORK/haproxy.log" haproxy -db -f "$WORK/haproxy.cfg"
 HAPROXY_PID=$LAST_PID
 wait_ready "$HAPROXY_PID" "http://$HOST:$HAPROXY_PORT/hello"
 
+# Dex is oauth2-proxy's provider (its cookie comes from a real login there)
+# and gatehouse's (an unauthenticated request is sent there to sign in).
+# Both relying parties are registered, with their callbacks.
+"$CREDENTIALS" dex-config -issuer "$DEX_ISSUER" -out "$WORK/dex.json" \
+	-client "gatehouse=$(<"$GATEHOUSE_CLIENT_SECRET_FILE")=http://$AUTH_HOST/.gatehouse/callback" \
+	-client "oauth2-proxy=$(<"$O2P_CLIENT_SECRET_FILE")=http://$HOST:$OAUTH2_PROXY_PORT/oauth2/callback" ||
+	die "could not write the Dex configuration"
+start dex "$WORK/dex.log" "$DEX" serve "$WORK/dex.json"
+DEX_PID=$LAST_PID
+wait_ready "$DEX_PID" "$DEX_ISSUER/.well-known/openid-configuration"
+
+# The bench token issuer: discovery, JWKS, and one access token in
+# $TOKEN_FILE, for both gatehouse (identity.bearer) and oauth2-proxy
+# (--extra-jwt-issuers).
+start issuer "$WORK/issuer.log" "$CREDENTIALS" issuer -addr "$HOST:$ISSUER_PORT" \
+	-audience "$TOKEN_AUDIENCE" -token-file "$TOKEN_FILE"
+ISSUER_PID=$LAST_PID
+wait_ready "$ISSUER_PID" "$TOKEN_ISSUER/.well-known/openid-configuration"
+wait_file "$ISSUER_PID" "$TOKEN_FILE"
+BEARER_TOKEN=$(<"$TOKEN_FILE")
+
 start gatehouse "$WORK/gatehouse.log" "$GATEHOUSE" serve -config "$WORK/gatehouse.yaml"
 GATEHOUSE_PID=$LAST_PID
 wait_ready "$GATEHOUSE_PID" "http://$HOST:$ADMIN_PORT/.gatehouse/readyz"
 wait_ready "$GATEHOUSE_PID" "http://$HOST:$GATEHOUSE_PORT/hello"
 
+# oauth2-proxy in front of the same demo app, configured like gatehouse's
+# protected route: OIDC sign-in at Dex, group staff required, bearer JWTs
+# from the bench issuer accepted, identity sent upstream (X-Forwarded-User,
+# -Email, -Groups, -Preferred-Username, and the ID token as Authorization:
+# Bearer, oauth2-proxy's counterpart of gatehouse's signed assertion). Plain
+# HTTP on loopback, so the cookie is not Secure. Its request log (one line
+# per request, its default) goes to its output file, as gatehouse's audit
+# record goes to a file. Cookie refresh stays off (its default), so it never
+# calls Dex while measured. --approval-prompt=auto: the default "force" makes
+# Dex show a consent page the login driver does not fill.
+start oauth2-proxy "$WORK/oauth2-proxy.log" env OAUTH2_PROXY_COOKIE_SECRET="$O2P_COOKIE_SECRET" \
+	"$OAUTH2_PROXY" \
+	--http-address="$HOST:$OAUTH2_PROXY_PORT" \
+	--upstream="http://$HOST:$DEMO_PORT/" \
+	--provider=oidc --oidc-issuer-url="$DEX_ISSUER" \
+	--client-id=oauth2-proxy --client-secret-file="$O2P_CLIENT_SECRET_FILE" \
+	--redirect-url="http://$HOST:$OAUTH2_PROXY_PORT/oauth2/callback" \
+	--scope="openid email profile groups" --approval-prompt=auto --skip-provider-button \
+	--cookie-secure=false --email-domain='*' --allowed-group=staff \
+	--skip-jwt-bearer-tokens --extra-jwt-issuers="$TOKEN_ISSUER=$TOKEN_AUDIENCE" \
+	--pass-user-headers=true --pass-authorization-header=true
+O2P_PID=$LAST_PID
+wait_ready "$O2P_PID" "http://$HOST:$OAUTH2_PROXY_PORT/ping"
+
+# Credentials. gatehouse's session is sealed offline with the configured key
+# (as gatehouse would seal it after a login at Dex); oauth2-proxy's cookie
+# comes from a real login through oauth2-proxy and Dex.
+GATEHOUSE_COOKIE=$("$CREDENTIALS" session -key-file "$SESSION_KEY_FILE" -key-id bench \
+	-cookie-name gh_session -issuer "$DEX_ISSUER" -provider dex -idle-timeout 8h -absolute-lifetime 12h) ||
+	die "could not seal a gatehouse session"
+O2P_COOKIE=$("$CREDENTIALS" login -start "http://$HOST:$OAUTH2_PROXY_PORT/oauth2/start?rd=%2Fhello" \
+	-callback-prefix "http://$HOST:$OAUTH2_PROXY_PORT/oauth2/callback" -cookie-name _oauth2_proxy) ||
+	die "could not sign in through oauth2-proxy and Dex"
+
+GH=http://$HOST:$GATEHOUSE_PORT
+O2P=http://$HOST:$OAUTH2_PROXY_PORT
 declare -A URL=(
 	[direct]="http://$HOST:$DEMO_PORT/hello"
 	[haproxy]="http://$HOST:$HAPROXY_PORT/hello"
-	[gatehouse]="http://$HOST:$GATEHOUSE_PORT/hello"
+	[gatehouse]="$GH/hello"
+	[gatehouse-cookie]="$GH/hello"
+	[gatehouse-bearer]="$GH/hello"
+	[gatehouse-anon]="$GH/hello"
+	[oauth2-proxy-cookie]="$O2P/hello"
+	[oauth2-proxy-bearer]="$O2P/hello"
 )
-declare -A PROXY_PID=([haproxy]=$HAPROXY_PID [gatehouse]=$GATEHOUSE_PID)
+# HDRS holds each contender's request headers, one per line. The
+# unauthenticated request is a browser's GET (it asks for HTML).
+declare -A HDRS=(
+	[gatehouse-cookie]="Host: $AUTH_HOST"$'\n'"Cookie: gh_session=$GATEHOUSE_COOKIE"
+	[gatehouse-bearer]="Host: $AUTH_HOST"$'\n'"Authorization: Bearer $BEARER_TOKEN"
+	[gatehouse-anon]="Host: $AUTH_HOST"$'\n'"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+	[oauth2-proxy-cookie]="Cookie: $O2P_COOKIE"
+	[oauth2-proxy-bearer]="Authorization: Bearer $BEARER_TOKEN"
+)
+# EXPECT is each contender's expected status: 200, or 302 to sign in.
+declare -A EXPECT=([gatehouse-anon]=302)
+declare -A PROXY_PID=([haproxy]=$HAPROXY_PID)
+for c in "${CONTENDERS[@]}"; do
+	case $c in
+	gatehouse*) PROXY_PID[$c]=$GATEHOUSE_PID ;;
+	oauth2-proxy*) PROXY_PID[$c]=$O2P_PID ;;
+	esac
+done
 
-# Every contender must answer 200 with the demo app's exact 13-byte body.
+# hdr_args CONTENDER fills HARGS with "-H header" pairs for curl and wrk.
+hdr_args() {
+	local h
+	HARGS=()
+	while IFS= read -r h; do
+		[[ -z $h ]] || HARGS+=(-H "$h")
+	done <<<"${HDRS[$1]:-}"
+}
+
+# Every contender must answer its expected status: 200 with the demo app's
+# exact 13-byte body, or 302 to Dex's authorization endpoint.
 printf 'hello, world\n' >"$WORK/expected"
 for c in "${CONTENDERS[@]}"; do
-	code=$(curl -sS -o "$WORK/got" -w '%{http_code}' --max-time 5 "${URL[$c]}") ||
+	hdr_args "$c"
+	want=${EXPECT[$c]:-200}
+	out=$(curl -sS -o "$WORK/got" -w '%{http_code} %{redirect_url}' --max-time 5 "${HARGS[@]}" "${URL[$c]}") ||
 		die "$c: GET ${URL[$c]} failed"
-	[[ $code == 200 ]] || die "$c: GET ${URL[$c]} answered $code, want 200"
-	cmp -s "$WORK/expected" "$WORK/got" || die "$c: GET ${URL[$c]} body differs from 'hello, world\\n'"
+	code=${out%% *}
+	[[ $code == "$want" ]] || die "$c: GET ${URL[$c]} answered $code, want $want"
+	if [[ $want == 200 ]]; then
+		cmp -s "$WORK/expected" "$WORK/got" || die "$c: GET ${URL[$c]} body differs from 'hello, world\\n'"
+	elif [[ ${out#* } != "$DEX_ISSUER/auth?"* ]]; then
+		die "$c: GET ${URL[$c]} redirects to '${out#* }', want $DEX_ISSUER/auth?..."
+	fi
+done
+# The authenticated contenders must deliver the bench user's identity to the
+# app: the demo app echoes the request headers at /headers.json.
+for c in gatehouse-cookie gatehouse-bearer oauth2-proxy-cookie oauth2-proxy-bearer; do
+	hdr_args "$c"
+	curl -sS -o "$WORK/got" --max-time 5 "${HARGS[@]}" "${URL[$c]%/hello}/headers.json" ||
+		die "$c: GET /headers.json failed"
+	case $c in
+	gatehouse*) names=(X-Gatehouse-User X-Gatehouse-Email X-Gatehouse-Groups X-Gatehouse-Assertion) ;;
+	*) names=(X-Forwarded-User X-Forwarded-Email X-Forwarded-Groups Authorization) ;;
+	esac
+	for h in "${names[@]}" ada@bench.example staff; do
+		grep -qF "$h" "$WORK/got" ||
+			die "$c: the app did not receive $h: $(head -c 600 "$WORK/got")"
+	done
 done
 # The audit writer flushes every 200 ms; give it a few seconds.
 deadline=$((SECONDS + 5))
@@ -261,14 +447,16 @@ declare -A W     # the last wrk run's results, from report.lua
 declare -A R     # raw results: R[contender,conns,round,metric]
 ERRORS=0         # runs with socket errors or error statuses
 
-# run_wrk URL CONNS SECONDS runs wrk (tracked like the servers, so an
-# interrupt stops it too) and fills W.
+# run_wrk CONTENDER CONNS SECONDS runs wrk against the contender's URL with
+# its headers (tracked like the servers, so an interrupt stops it too) and
+# fills W.
 run_wrk() {
-	local url=$1 conns=$2 secs=$3 threads=2 out line kv
+	local url=${URL[$1]} conns=$2 secs=$3 threads=2 out line kv
 	((conns > 1)) || threads=1
 	out=$WORK/wrk.out
+	hdr_args "$1"
 	start wrk "$out" wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 5s --latency \
-		-s "$BENCH/report.lua" "$url"
+		"${HARGS[@]}" -s "$BENCH/report.lua" "$url"
 	local rc=0
 	wait "$LAST_PID" || rc=$?
 	unset 'PIDS[-1]' # reaped: its PID may be reused, so cleanup must not signal it
@@ -298,18 +486,64 @@ audit_settle() {
 	done
 }
 
+# O2P_LOG is oauth2-proxy's output: its request log lines end with
+# '"/hello" HTTP/1.1 "<user agent>" STATUS SIZE DURATION'.
+O2P_LOG=${LOGF[$O2P_PID]}
+
+# o2p_statuses OFFSET prints the statuses of the request log lines written
+# after byte OFFSET of O2P_LOG, one per line. oauth2-proxy logs a request
+# whose client went away (wrk abandons its in-flight requests when it stops)
+# as 502 after "Error proxying to upstream server: context canceled"; as
+# many 502s as there are such lines are printed as 499, gatehouse's status
+# for the same event.
+o2p_statuses() {
+	tail -c +"$(($1 + 1))" "$O2P_LOG" | awk '
+		/Error proxying to upstream server: context canceled/ { gone++; next }
+		$(NF-4) == "HTTP/1.1" && $(NF-5) == "\"/hello\"" { s[n++] = $(NF-2) }
+		END { for (i = 0; i < n; i++) { if (s[i] == 502 && gone > 0) { s[i] = 499; gone-- } print s[i] } }'
+}
+
+# o2p_settle OFFSET N waits (up to 5 s) until oauth2-proxy has logged at
+# least N requests after OFFSET and prints the count.
+o2p_settle() {
+	local n deadline=$((SECONDS + 5))
+	while :; do
+		n=$(o2p_statuses "$1" | wc -l)
+		if ((n >= $2 || SECONDS >= deadline)); then
+			echo "$n"
+			return
+		fi
+		sleep 0.05
+	done
+}
+
+# status_summary WANT reads statuses, one per line, and prints those other
+# than WANT as "499×3, 302×1".
+status_summary() {
+	{ grep -vx "$1" || true; } | sort | uniq -c |
+		awk '{ printf "%s%s×%s", (NR > 1 ? ", " : ""), $2, $1 }'
+}
+
+# unexpected WANT reads statuses, one per line, and counts those that are
+# neither WANT nor 499 (wrk abandons its in-flight requests when it stops,
+# and gatehouse records those as 499).
+unexpected() {
+	{ grep -vx -e "$1" -e 499 || true; } | wc -l
+}
+
 # measure CONTENDER CONNS ROUND runs one measured run and stores its numbers.
 measure() {
 	local c=$1 conns=$2 round=$3 pid="" t0=0 t1=0 d0=0 d1=0 k errs records=0 statuses
-	local o0 o1
+	local o0 o1 want=${EXPECT[$1]:-200} off=0 bad
 	pid=${PROXY_PID[$c]:-}
 	alive "$DEMO_PID"
 	[[ -z $pid ]] || alive "$pid"
-	[[ $c != gatehouse ]] || : >"$AUDIT" # O_APPEND: gatehouse keeps writing at the new end
+	[[ $c != gatehouse* ]] || : >"$AUDIT" # O_APPEND: gatehouse keeps writing at the new end
+	[[ $c != oauth2-proxy* ]] || off=$(stat -c %s "$O2P_LOG")
 	o0=$(other_ticks)
 	[[ -z $pid ]] || t0=$(cpu_ticks "$pid")
 	d0=$(cpu_ticks "$DEMO_PID")
-	run_wrk "${URL[$c]}" "$conns" "$DURATION"
+	run_wrk "$c" "$conns" "$DURATION"
 	[[ -z $pid ]] || t1=$(cpu_ticks "$pid")
 	d1=$(cpu_ticks "$DEMO_PID")
 	o1=$(other_ticks)
@@ -339,20 +573,34 @@ measure() {
 		((W[$e] == 0)) || errs+="${errs:+ }$e=${W[$e]}"
 	done
 	((W[requests] > 0)) || errs+="${errs:+ }no-requests"
-	if [[ $c == gatehouse ]]; then
+	# wrk counts only statuses of 400 and above as errors, so the proxies'
+	# own records are checked for any status but the expected one: a 302
+	# to sign in where 200 was expected (a credential refused), or 200
+	# where 302 was.
+	case $c in
+	gatehouse*)
 		records=$(audit_settle "${W[requests]}")
-		# Statuses other than 200, as "499×3": wrk abandons its in-flight
-		# requests when it stops, and gatehouse records those as 499.
-		statuses=$(grep -v '"status":200,' "$AUDIT" | grep -o '"status":[0-9]*' |
-			sort | uniq -c | awk '{ sub(/"status":/, "", $2); printf "%s%s×%s", (NR > 1 ? ", " : ""), $2, $1 }' || true)
-		((records >= W[requests])) || errs+="${errs:+ }audit-short=$((W[requests] - records))"
-		R[$k,audit]="$records${statuses:+ ($statuses)}"
-	else
+		grep -o '"status":[0-9]*' "$AUDIT" | cut -d: -f2 >"$WORK/statuses" || true
+		;;
+	oauth2-proxy*)
+		records=$(o2p_settle "$off" "${W[requests]}")
+		o2p_statuses "$off" >"$WORK/statuses"
+		;;
+	*) records=- ;;
+	esac
+	if [[ $records == - ]]; then
 		R[$k,audit]=-
+	else
+		# Statuses other than the expected one, as "499×3".
+		statuses=$(status_summary "$want" <"$WORK/statuses")
+		bad=$(unexpected "$want" <"$WORK/statuses")
+		((records >= W[requests])) || errs+="${errs:+ }log-short=$((W[requests] - records))"
+		((bad == 0)) || errs+="${errs:+ }unexpected-status=$bad"
+		R[$k,audit]="$records${statuses:+ ($statuses)}"
 	fi
 	R[$k,errors]=${errs:-0}
 	[[ -z $errs ]] || ERRORS=$((ERRORS + 1))
-	log "$(printf 'round %d  %-9s c=%-2d  %7s req/s  p50 %5d µs  p99 %6d µs  proxy CPU %6s µs/req  other CPU %3s%%  errors: %s' \
+	log "$(printf 'round %d  %-19s c=%-2d  %7s req/s  p50 %5d µs  p99 %6d µs  proxy CPU %6s µs/req  other CPU %3s%%  errors: %s' \
 		"$round" "$c" "$conns" "${R[$k,rps]}" "${W[p50_us]}" "${W[p99_us]}" "${R[$k,cpu]}" "${R[$k,other]}" "${R[$k,errors]}")"
 }
 
@@ -361,7 +609,7 @@ log "measuring: ${#CONTENDERS[@]} contenders x ${#CONNS[@]} loads x $ROUNDS roun
 busy_check
 for c in "${CONTENDERS[@]}"; do
 	log "warm-up: $c, 64 connections, ${WARMUP}s"
-	run_wrk "${URL[$c]}" 64 "$WARMUP"
+	run_wrk "$c" 64 "$WARMUP"
 	werrs=$((W[connect] + W[read] + W[write] + W[timeout] + W[status]))
 	((werrs == 0)) || log "warning: $c warm-up saw $werrs errors"
 done
@@ -411,10 +659,14 @@ cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 	echo "# gatehouse load test, $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo
 	echo "Machine: $(nproc) CPUs ($cpu_model), Linux $(uname -r). $(go version | cut -d' ' -f3),"
-	echo "$(haproxy -v | head -n 1 | cut -d' ' -f1-3), $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2), gatehouse at $gitrev."
+	echo "$(haproxy -v | head -n 1 | cut -d' ' -f1-3), $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2), oauth2-proxy $OAUTH2_PROXY_VERSION, gatehouse at $gitrev."
 	echo "GET /hello (13-byte body), $ROUNDS interleaved rounds of ${DURATION}s per cell after a ${WARMUP}s warm-up;"
 	echo "each cell is the median across rounds. 1 connection: wrk -t1 -c1; 64 connections: wrk -t2 -c64."
 	echo "Proxy CPU is the proxy process' user+system CPU time per request (— for direct)."
+	echo "gatehouse is the passthrough route; gatehouse-cookie and -bearer send a valid session cookie or"
+	echo "JWT access token to the protected route (group staff; identity headers and the signed assertion"
+	echo "upstream); gatehouse-anon sends no credential there and gets 302 to sign in (its expected status);"
+	echo "oauth2-proxy-cookie and -bearer send a cookie from a login at Dex or the same JWT to oauth2-proxy."
 	echo
 	echo "| contender | connections | req/s | p50 (ms) | p99 (ms) | proxy CPU (µs/req) | errors |"
 	echo "|---|---:|---:|---:|---:|---:|---|"
@@ -445,6 +697,12 @@ cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 	awk -v h="$h1" -v g="$g1" 'BEGIN {
 		d = g - h; printf "- gatehouse p99 at 1 connection is %+.3f ms from HAProxy'"'"'s (%.3f vs %.3f ms; target within 0.3 ms): %s.\n",
 			d / 1000, g / 1000, h / 1000, ((d <= 300) ? "met" : "NOT met") }'
+	for cred in cookie bearer; do
+		awk -v cred="$cred" -v h="$h64" -v g="$(med "gatehouse-$cred" 64 rps)" -v o="$(med "oauth2-proxy-$cred" 64 rps)" 'BEGIN {
+			r = g / h; m = g / o
+			printf "- gatehouse with a %s at 64 connections is %.0f%% of HAProxy passthrough'"'"'s req/s (%.0f vs %.0f; target at least 50%%): %s;", cred, 100 * r, g, h, ((r >= 0.50) ? "met" : "NOT met")
+			printf " %.1f× oauth2-proxy'"'"'s with a %s (%.0f; target at least 8×): %s.\n", m, cred, o, ((m >= 8) ? "met" : "NOT met") }'
+	done
 	if ((ERRORS > 0)); then
 		echo "- $ERRORS run(s) had errors (see the errors column): these figures do not measure a working proxy."
 	fi
@@ -453,8 +711,9 @@ cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 	echo
 	echo "App CPU is the demo app's CPU time per request."
 	echo "Other CPU is what other processes and kernel threads used during the run, as a share of the machine."
-	echo "Audit is the number of records gatehouse wrote during the run (at least the requests wrk counted),"
-	echo "with the statuses other than 200: wrk abandons its in-flight requests when it stops (499)."
+	echo "Audit is the number of records the proxy wrote during the run (gatehouse's audit records,"
+	echo "oauth2-proxy's request log lines; at least the requests wrk counted), with the statuses other"
+	echo "than the contender's expected one: wrk abandons its in-flight requests when it stops (499)."
 	echo
 	echo "| round | contender | connections | requests | req/s | p50 (µs) | p90 (µs) | p99 (µs) | max (µs) | proxy CPU (µs/req) | app CPU (µs/req) | other CPU (%) | audit | errors |"
 	echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
@@ -476,5 +735,5 @@ echo
 sed -n '/^| contender/,/^## Raw/p' "$WORK/report.md" | sed '$d'
 log "results written to bench/results/latest.md"
 if ((ERRORS > 0)); then
-	die "$ERRORS run(s) saw socket errors, error statuses or missing audit records; see the errors column"
+	die "$ERRORS run(s) saw socket errors, error or unexpected statuses, or missing audit records or request log lines; see the errors column"
 fi

@@ -36,6 +36,7 @@ var allowedImports = map[string][]string{
 	"internal/app":       {"*"},
 	"cmd/gatehouse":      {"examples", "internal/app", "internal/config", "internal/demoapp", "internal/idp"},
 	"examples":           nil,
+	"bench/credentials":  {"internal/session", "internal/testenv"},
 }
 
 func TestImportLayering(t *testing.T) {
