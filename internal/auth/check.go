@@ -174,10 +174,8 @@ func bearerPrincipal(c *token.Claims) *Principal {
 	p.EmailVerified, _ = c.Raw["email_verified"].(bool)
 	p.Username, _ = c.Raw["preferred_username"].(string)
 	p.Name, _ = c.Raw["name"].(string)
-	p.cacheKey = "b\x00" + c.Issuer + "\x00" + c.Subject + "\x00" + c.IssuedAt.String()
-	if c.ID != "" {
-		p.SessionRef = "jti:" + truncate(c.ID, 64)
-	}
+	p.cacheKey = c.Ref
+	p.SessionRef = c.Ref
 	return p
 }
 
@@ -244,13 +242,14 @@ func cookieValue(header, name string) string {
 // needs it. It returns nil and a reason when there is no usable session;
 // a bad cookie is deleted.
 func (g *Gate) loadSession(ctx context.Context, value string, now time.Time, out *Outcome) (*session.Session, string) {
-	key := sha256.Sum256([]byte(value))
-	if r, ok := g.replaced.get(key, now); ok {
-		// The browser sent the cookie a refresh has just replaced (a
-		// request already in flight): use the refreshed session and send
-		// its cookie again.
-		out.SetCookies = append(out.SetCookies, g.sessionCookie(r.value))
-		return r.session, ""
+	if g.replaced.active() {
+		if r, ok := g.replaced.get(sha256.Sum256([]byte(value)), now); ok {
+			// The browser sent the cookie a refresh has just replaced (a
+			// request already in flight): use the refreshed session and
+			// send its cookie again.
+			out.SetCookies = append(out.SetCookies, g.sessionCookie(r.value))
+			return r.session, ""
+		}
 	}
 	s, err := g.opts.Store.Load(ctx, value, now)
 	if err != nil {
@@ -258,7 +257,7 @@ func (g *Gate) loadSession(ctx context.Context, value string, now time.Time, out
 		return nil, sessionReason(err)
 	}
 	if s.RefreshToken != "" && !s.TokenExpiry.IsZero() && !now.Before(s.TokenExpiry.Add(-g.opts.RefreshBefore)) {
-		r := g.refresh(ctx, s, key, now)
+		r := g.refresh(ctx, s, sha256.Sum256([]byte(value)), now)
 		switch {
 		case r.err == nil:
 			out.SetCookies = append(out.SetCookies, g.sessionCookie(r.value))

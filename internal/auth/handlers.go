@@ -286,8 +286,11 @@ func (rt *Route) Admit(w http.ResponseWriter, r *http.Request, host, path string
 	rec.Rule, rec.Reason = out.Rule, out.Reason
 	if out.Allow {
 		rec.Decision = audit.DecisionAllow
-		for _, h := range out.Headers {
-			r.Header[h.Name] = []string{h.Value}
+		// One backing array for every header's one-value slice.
+		vals := make([]string, len(out.Headers))
+		for i, h := range out.Headers {
+			vals[i] = h.Value
+			r.Header[h.Name] = vals[i : i+1 : i+1]
 		}
 		if req.Cookie != "" {
 			if c := rt.g.StripCookies(req.Cookie); c == "" {

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/internal/oidc"
@@ -176,7 +177,13 @@ type replaceMap struct {
 	mu     sync.Mutex // guards done, failed
 	done   map[[32]byte]replaced
 	failed map[[32]byte]time.Time
+	// used is set at the first refresh, so that until then a request
+	// does not hash its cookie to look for a replacement.
+	used atomic.Bool
 }
+
+// active reports whether any refresh has happened.
+func (m *replaceMap) active() bool { return m.used.Load() }
 
 type replaced struct {
 	r  *refreshResult
@@ -207,6 +214,7 @@ func (m *replaceMap) put(key [32]byte, r *refreshResult, now time.Time) {
 	if len(m.done) < maxReplaced {
 		m.done[key] = replaced{r: r, at: now}
 	}
+	m.used.Store(true)
 	delete(m.failed, key)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -36,6 +37,8 @@ type Store interface {
 	// Load returns the session that value (the cookie's value) stands for.
 	// It enforces the absolute expiry and idle timeout from the stored
 	// timestamps (ErrExpired, ErrIdle) and the revocations (ErrRevoked).
+	// The session may be shared with other callers that loaded the same
+	// value: treat it as read-only (copy it to change it).
 	Load(ctx context.Context, value string, now time.Time) (*Session, error)
 
 	// Save stores s and returns the cookie value to set: for the cookie
@@ -126,6 +129,47 @@ type CookieStore struct {
 	absolute    time.Duration
 	touch       time.Duration
 	revocations *RevocationList
+
+	opened openedCache // sealed value → its opened, validated session
+}
+
+// openedCache remembers sessions already opened, by their sealed value, so
+// that the requests of a session after its first cost a map lookup instead
+// of AES-GCM and decoding. A sealed value is authenticated, so the same
+// value always opens to the same session; what depends on the time (expiry,
+// idle timeout) and on revocation is checked on every Load regardless.
+type openedCache struct {
+	mu sync.RWMutex // guards m
+	m  map[string]*Session
+}
+
+// maxOpened bounds the cache: about 15 MB with typical sessions.
+const maxOpened = 10_000
+
+func (oc *openedCache) get(value string) *Session {
+	oc.mu.RLock()
+	s := oc.m[value]
+	oc.mu.RUnlock()
+	return s
+}
+
+func (oc *openedCache) put(value string, s *Session) {
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	if oc.m == nil {
+		oc.m = make(map[string]*Session)
+	}
+	if len(oc.m) >= maxOpened {
+		// Drop a tenth, in map order (effectively random).
+		n := maxOpened / 10
+		for k := range oc.m {
+			delete(oc.m, k)
+			if n--; n == 0 {
+				break
+			}
+		}
+	}
+	oc.m[value] = s
 }
 
 var _ Store = (*CookieStore)(nil)
@@ -186,17 +230,22 @@ func NewCookieStore(opts CookieOptions) (*CookieStore, error) {
 // error ([ErrMalformed], [ErrUnknownKey], [ErrTampered]), [ErrEncoding],
 // [ErrInvalid], [ErrExpired], [ErrIdle] or [ErrRevoked].
 func (c *CookieStore) Load(_ context.Context, value string, now time.Time) (*Session, error) {
-	plaintext, err := c.codec.Open(c.purpose, value)
-	if err != nil {
-		return nil, err
-	}
-	s := new(Session)
-	if err := s.UnmarshalBinary(plaintext); err != nil {
-		return nil, err
-	}
-	// Save fills LastSeen and AbsoluteExpiry, so a sealed session has them.
-	if s.check() != nil || s.LastSeen.IsZero() || s.AbsoluteExpiry.IsZero() {
-		return nil, ErrInvalid
+	s := c.opened.get(value)
+	if s == nil {
+		plaintext, err := c.codec.Open(c.purpose, value)
+		if err != nil {
+			return nil, err
+		}
+		s = new(Session)
+		if err := s.UnmarshalBinary(plaintext); err != nil {
+			return nil, err
+		}
+		// Save fills LastSeen and AbsoluteExpiry, so a sealed session has
+		// them.
+		if s.check() != nil || s.LastSeen.IsZero() || s.AbsoluteExpiry.IsZero() {
+			return nil, ErrInvalid
+		}
+		c.opened.put(value, s)
 	}
 	if late := now.Add(maxClockSkew); s.CreatedAt.After(late) || s.LastSeen.After(late) {
 		return nil, ErrInvalid

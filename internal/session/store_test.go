@@ -501,3 +501,36 @@ func TestTypicalCookieSize(t *testing.T) {
 	t.Logf("sealed cookie value, 5 groups: %d bytes; without refresh token %d; with an 800-byte JWT refresh token %d; with a 1000-byte ID token %d; with both %d (limit %d)",
 		typical, size(bare), size(withJWTRefresh), size(withIDToken), size(both), MaxCookieValue)
 }
+
+// TestOpenedCacheStillChecksTimeAndRevocation loads a session twice (the
+// second time from the opened-session cache) and checks that expiry, the
+// idle timeout and revocation apply to the cached copy too.
+func TestOpenedCacheStillChecksTimeAndRevocation(t *testing.T) {
+	opts := testOptions(t)
+	c := mustStore(t, opts)
+	s := typicalSession(t0)
+	v, err := c.Save(ctx, s, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := c.Load(ctx, v, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.Load(ctx, v, t0)
+	if err != nil || second != first {
+		t.Fatalf("second Load = %p, %v; want the cached %p", second, err, first)
+	}
+	if _, err := c.Load(ctx, v, t0.Add(opts.IdleTimeout)); !errors.Is(err, ErrIdle) {
+		t.Errorf("cached session past the idle timeout: %v, want ErrIdle", err)
+	}
+	if _, err := c.Load(ctx, v, t0.Add(13*time.Hour)); !errors.Is(err, ErrExpired) {
+		t.Errorf("cached session past its lifetime: %v, want ErrExpired", err)
+	}
+	if err := c.Revoke(ctx, first, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Load(ctx, v, t0); !errors.Is(err, ErrRevoked) {
+		t.Errorf("cached session after revocation: %v, want ErrRevoked", err)
+	}
+}

@@ -3,6 +3,7 @@ package token
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -57,6 +58,10 @@ type Claims struct {
 	// Raw holds every claim, decoded with go-jose's strict JSON (numbers are
 	// float64).
 	Raw map[string]any
+	// Ref identifies the token without disclosing it: "tok:" and the hex
+	// of the first 12 bytes of its SHA-256. It is stable for the token's
+	// lifetime, for caches keyed on the credential and for audit records.
+	Ref string
 }
 
 // claimSet is the typed view of the payload. Decoding into it with go-jose's
@@ -160,6 +165,11 @@ func tokenKey(raw string) [32]byte {
 	return sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw))) //nolint:gosec // G103: read-only view, see above
 }
 
+func tokenRef(raw string) string {
+	k := tokenKey(raw)
+	return "tok:" + hex.EncodeToString(k[:12])
+}
+
 // verify is the uncached path. Before the signature is checked, the token is
 // only used to refuse it by its header and to choose the key; every claim is
 // checked after.
@@ -231,6 +241,7 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 		Groups:   []string(cs.Groups),
 		Scope:    cs.Scope,
 		Raw:      all,
+		Ref:      tokenRef(raw),
 	}
 	if cs.NotBefore != nil {
 		c.NotBefore = cs.NotBefore.Time()

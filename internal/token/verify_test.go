@@ -44,8 +44,12 @@ func TestVerifyValidTokens(t *testing.T) {
 		{"x5t thumbprint header is harmless", k.rsa1, signOpts{typ: "at+jwt", headers: map[jose.HeaderKey]any{"x5t": "abc"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := mustVerify(t, v, sign(t, tc.key, baseClaims(c), tc.so))
-			if diff := cmp.Diff(want, got, cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "Raw" }, cmp.Ignore())); diff != "" {
+			raw := sign(t, tc.key, baseClaims(c), tc.so)
+			got := mustVerify(t, v, raw)
+			if !strings.HasPrefix(got.Ref, "tok:") || len(got.Ref) != 28 || strings.Contains(raw, got.Ref[4:]) {
+				t.Errorf("Ref = %q, want tok: and 24 hex digits of the hash", got.Ref)
+			}
+			if diff := cmp.Diff(want, got, cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "Raw" || p.String() == "Ref" }, cmp.Ignore())); diff != "" {
 				t.Errorf("claims (-want +got):\n%s", diff)
 			}
 			if got.Raw["sub"] != "alice" || got.Raw["scope"] != "read write" {
