@@ -70,6 +70,10 @@ var aLongTimeAgo = time.Unix(1, 0)
 // checked before use.
 const aliveCheckAfter = time.Second
 
+// testHookBeforeHeaderDeadline, when set by a test, runs after the request
+// is written and before the response header deadline is set.
+var testHookBeforeHeaderDeadline func()
+
 var errStaleConn = errors.New("pooled upstream connection was closed by the target")
 
 // RoundTrip sends req to req.URL.Host. The caller owns req.
@@ -140,8 +144,22 @@ func (t *h1Transport) roundTrip(ctx context.Context, c *h1Conn, req *http.Reques
 		}()
 	}
 
+	if testHookBeforeHeaderDeadline != nil {
+		testHookBeforeHeaderDeadline()
+	}
 	if t.responseHeaderTimeout > 0 {
 		c.nc.SetReadDeadline(time.Now().Add(t.responseHeaderTimeout))
+		// If the request was cancelled meanwhile, the AfterFunc's poisoned
+		// deadline may just have been overwritten by this one, and the read
+		// below would wait for the whole header timeout: check. (ctx.Err is
+		// set before the AfterFunc runs, so no cancellation slips between.)
+		if ctx.Err() != nil {
+			if writeErr != nil {
+				c.nc.SetDeadline(aLongTimeAgo)
+				<-writeErr
+			}
+			return fail(ctx.Err())
+		}
 	}
 	resp, err := readFinalResponse(c.br, req)
 	if err != nil {

@@ -373,3 +373,29 @@ func TestIdleConnectionsExpire(t *testing.T) {
 	}
 	tr.CloseIdleConnections()
 }
+
+// TestCancelJustBeforeHeaderDeadlineIsNotLost cancels the request between
+// writing it and setting the response header deadline, the window in which
+// the cancellation's poisoned deadline used to be overwritten, so that the
+// read waited for the whole header timeout (seen in CI under load).
+func TestCancelJustBeforeHeaderDeadlineIsNotLost(t *testing.T) {
+	target := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		readRequest(br)
+		time.Sleep(5 * time.Second)
+	})
+	up := newTestUpstream(t, target, 4*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	testHookBeforeHeaderDeadline = func() {
+		cancel()
+		time.Sleep(50 * time.Millisecond) // let the AfterFunc poison the deadline first
+	}
+	t.Cleanup(func() { testHookBeforeHeaderDeadline = nil })
+	start := time.Now()
+	_, err := get(t, up, ctx, http.MethodGet, "/", nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v; want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("cancellation took %v: the poisoned deadline was overwritten", d)
+	}
+}
