@@ -27,6 +27,7 @@ var allowedImports = map[string][]string{
 	"internal/oidc":      {"internal/token"},
 	"internal/auth":      {"internal/assertion", "internal/audit", "internal/oidc", "internal/policy", "internal/session", "internal/token"},
 	"internal/testenv":   nil,
+	"internal/spop":      nil,
 	"internal/policy":    nil,
 	"internal/session":   nil,
 	"internal/token":     nil,
