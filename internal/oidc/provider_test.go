@@ -14,6 +14,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"golang.org/x/oauth2"
 )
 
 // These tests check the relying party's own checks — the ones go-oidc leaves
@@ -23,11 +24,12 @@ import (
 
 // testIssuer serves a discovery document and a JWKS, and mints tokens.
 type testIssuer struct {
-	srv  *httptest.Server
-	key  *rsa.PrivateKey
-	kid  string
-	now  time.Time
-	opts ProviderOptions
+	srv      *httptest.Server
+	userinfo string // the UserInfo response body
+	key      *rsa.PrivateKey
+	kid      string
+	now      time.Time
+	opts     ProviderOptions
 }
 
 func newTestIssuer(t *testing.T) *testIssuer {
@@ -47,8 +49,17 @@ func newTestIssuer(t *testing.T) *testIssuer {
 			"token_endpoint":         ti.srv.URL + "/token",
 			"jwks_uri":               ti.srv.URL + "/keys",
 			"end_session_endpoint":   ti.srv.URL + "/logout",
+			"userinfo_endpoint":      ti.srv.URL + "/userinfo",
 			"authorization_response_iss_parameter_supported": true,
 		})
+	})
+	mux.HandleFunc("/userinfo", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer at-1" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(ti.userinfo))
 	})
 	mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
@@ -283,5 +294,62 @@ func TestLookupClaimDottedPath(t *testing.T) {
 	}
 	if _, ok := lookupClaim(claims, "realm_access.missing"); ok {
 		t.Error("missing nested claim found")
+	}
+}
+
+func TestUserInfoFetchedWhenGroupsMissing(t *testing.T) {
+	ti := newTestIssuer(t)
+	p := ti.provider(t)
+	ctx := context.Background()
+	m, err := p.discover(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ti.idClaims()
+	delete(c, "realm_access") // the default groups claim is "groups": absent
+	tok := (&oauth2.Token{AccessToken: "at-1", TokenType: "Bearer", Expiry: ti.now.Add(time.Hour)})
+	for _, tc := range []struct {
+		name, body string
+		ok         bool
+		groups     string
+	}{
+		{"GroupsFromUserInfo", `{"sub":"u1","groups":["analysts"]}`, true, "analysts"},
+		{"UserInfoForAnotherSubject", `{"sub":"admin","groups":["admins"]}`, false, ""},
+		{"UserInfoWithDuplicateKeys", `{"sub":"u1","groups":["a"],"groups":["admins"]}`, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ti.userinfo = tc.body
+			id, err := p.verifyIDToken(ctx, m, ti.sign(t, "JWT", c), "n0nce", "", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = p.completeIdentity(ctx, m, id, tok)
+			if tc.ok != (err == nil) {
+				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
+			}
+			if tc.ok && strings.Join(id.Groups, ",") != tc.groups {
+				t.Errorf("groups = %v, want %s", id.Groups, tc.groups)
+			}
+			if !tc.ok && !errors.Is(err, ErrUserInfo) {
+				t.Errorf("err = %v, want ErrUserInfo", err)
+			}
+		})
+	}
+}
+
+func TestRefreshedIDTokenForAnotherSubjectRefused(t *testing.T) {
+	ti := newTestIssuer(t)
+	p := ti.provider(t)
+	m, err := p.discover(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ti.idClaims()
+	delete(c, "nonce") // refreshed ID tokens carry none (OIDC Core §12.2)
+	if _, err := p.verifyIDToken(context.Background(), m, ti.sign(t, "JWT", c), "", "u1", "refresh"); err != nil {
+		t.Fatalf("refreshed token of the same subject refused: %v", err)
+	}
+	if _, err := p.verifyIDToken(context.Background(), m, ti.sign(t, "JWT", c), "", "someone-else", "refresh"); !errors.Is(err, ErrIDToken) {
+		t.Fatalf("refreshed token of another subject: err = %v, want ErrIDToken", err)
 	}
 }
