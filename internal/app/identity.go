@@ -195,8 +195,10 @@ func (a *App) buildGate(ctx context.Context, cfg *config.Config) (*auth.Gate, er
 	}
 
 	keep := slices.Clone(ic.Session.KeepClaims)
+	keepAccessToken := false
 	for i := range cfg.Routes {
 		keep = append(keep, cfg.Routes[i].ClaimNames()...)
+		keepAccessToken = keepAccessToken || cfg.Routes[i].PassAccessToken
 	}
 	slices.Sort(keep)
 	keep = slices.Compact(keep)
@@ -211,6 +213,7 @@ func (a *App) buildGate(ctx context.Context, cfg *config.Config) (*auth.Gate, er
 		AbsoluteLifetime: ic.Session.AbsoluteLifetime.D(),
 		RefreshBefore:    ic.Session.RefreshBefore.D(),
 		KeepClaims:       keep,
+		KeepAccessToken:  keepAccessToken,
 		Bearer:           verifier,
 		Signer:           signer,
 		Headers:          auth.Headers{User: h.User, Email: h.Email, Groups: h.Groups, Assertion: h.Assertion},

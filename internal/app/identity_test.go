@@ -633,3 +633,44 @@ func TestSessionAndTokensNeverLogged(t *testing.T) {
 		}
 	}
 }
+
+func TestPassAccessTokenOnlyWhereOptedIn(t *testing.T) {
+	up := newEcho(t)
+	port := testenv.FreePort(t)
+	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
+	g := &identityGatehouse{gatehouse: start(t, fmt.Sprintf(`
+listeners: [{name: public, address: "127.0.0.1:%d"}]
+public_url: %s
+admin: {address: 127.0.0.1:0}
+identity:
+  builtin: {demo_users: true}
+upstreams:
+  app: {targets: [%s]}
+routes:
+  - name: calls-apis
+    path: /calls-apis
+    upstream: app
+    pass_access_token: true
+    policy: {allow: [{authenticated: true}]}
+  - name: app
+    path: /
+    upstream: app
+    policy: {allow: [{authenticated: true}]}
+`, port, origin, up.URL)), origin: origin}
+	c := browser(t)
+	g.signIn(t, c, "/", "alice", "wonderland")
+	e := decodeEcho(t, fetch(t, c, g.origin+"/calls-apis/x", http.Header{"Authorization": {"Bearer client-sent"}}))
+	at := e.Header.Get("Authorization")
+	if !strings.HasPrefix(at, "Bearer ") || at == "Bearer client-sent" || len(at) < len("Bearer ")+16 {
+		t.Errorf("opted-in route: Authorization = %q, want the provider's access token", at)
+	}
+	if got := decodeEcho(t, fetch(t, c, g.origin+"/other", http.Header{"Authorization": {"Bearer client-sent"}})).Header.Get("Authorization"); got != "" {
+		t.Errorf("route without the opt-in received Authorization %q", got)
+	}
+	// The token never shows on /.gatehouse/me.
+	me := fetch(t, c, g.origin+"/.gatehouse/me", http.Header{"Accept": {"application/json"}})
+	body, _ := io.ReadAll(me.Body)
+	if strings.Contains(string(body), strings.TrimPrefix(at, "Bearer ")) {
+		t.Error("/.gatehouse/me shows the access token")
+	}
+}

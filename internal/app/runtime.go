@@ -85,6 +85,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 			API:               rc.API,
 			IdentityHeaders:   rc.IdentityHeaders,
 			PassAuthorization: rc.PassAuthorization,
+			PassAccessToken:   rc.PassAccessToken,
 		})
 		if err != nil {
 			return nil, err

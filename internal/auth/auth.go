@@ -52,9 +52,6 @@ const (
 	// ReasonProviderNotAllowed: the user signed in with a provider the
 	// route does not accept.
 	ReasonProviderNotAllowed = "provider-not-allowed"
-	// ReasonNoBearer: a bearer token was sent but no bearer issuer is
-	// configured.
-	ReasonNoBearer = "bearer-not-configured"
 	// ReasonLoginStarted: the user was sent to sign in.
 	ReasonLoginStarted = "login"
 	// ReasonCallback and friends mark gatehouse's endpoints in audit
@@ -101,6 +98,9 @@ type Options struct {
 	RefreshBefore time.Duration
 	// KeepClaims are the claims kept in sessions for policy and headers.
 	KeepClaims []string
+	// KeepAccessToken keeps the provider's access token in sessions, for
+	// routes that pass it upstream.
+	KeepAccessToken bool
 	// Bearer verifies bearer access tokens; nil refuses them.
 	Bearer *token.Verifier
 	// Signer mints the upstream assertion; nil sends none.
@@ -212,6 +212,9 @@ type RouteOptions struct {
 	IdentityHeaders map[string]string
 	// PassAuthorization forwards the client's Authorization header.
 	PassAuthorization bool
+	// PassAccessToken sends the user's access token upstream as a bearer
+	// token (Options.KeepAccessToken must be set for sessions).
+	PassAccessToken bool
 }
 
 // Route is one route's access check; it implements the proxy's Guard.
@@ -238,6 +241,9 @@ func (g *Gate) Route(opts RouteOptions) (*Route, error) {
 	}
 	h := g.opts.Headers
 	rt.headers = []string{h.User, h.Email, h.Groups, h.Assertion}
+	if opts.PassAccessToken {
+		rt.headers = append(rt.headers, "Authorization")
+	}
 	extra := make(map[string]string, len(opts.IdentityHeaders))
 	for name, claim := range opts.IdentityHeaders {
 		ck := http.CanonicalHeaderKey(name)

@@ -77,6 +77,7 @@ type Principal struct {
 	session                 *session.Session
 	cacheKey                string // assertion cache key
 	providerSID, idTokenRaw string
+	accessToken             string // for PassAccessToken routes
 }
 
 // Check authenticates req, applies rt's policy and returns the outcome. It
@@ -103,6 +104,9 @@ func (rt *Route) Check(ctx context.Context, req *Request) *Outcome {
 		out.Allow = true
 		if p != nil {
 			out.Headers = rt.identityHeaders(p, req.Host)
+			if rt.opts.PassAccessToken && p.accessToken != "" {
+				out.Headers = append(out.Headers, Header{"Authorization", "Bearer " + p.accessToken})
+			}
 		}
 	case d.NeedLogin:
 		if failReason != "" {
@@ -128,17 +132,19 @@ func (rt *Route) Check(ctx context.Context, req *Request) *Outcome {
 // credential that was presented did not count; tokenFailed marks a bearer
 // token that was refused.
 func (g *Gate) authenticate(ctx context.Context, req *Request, now time.Time, out *Outcome) (p *Principal, failReason string, tokenFailed bool) {
-	if req.Authorization != "" {
+	// A bearer token is a credential only when bearer issuers are
+	// configured; otherwise it belongs to the app (and is removed unless
+	// the route passes Authorization) and the session cookie decides.
+	if req.Authorization != "" && g.opts.Bearer != nil {
 		raw, ok := bearerToken(req.Authorization)
 		if ok {
-			if g.opts.Bearer == nil {
-				return nil, ReasonNoBearer, true
-			}
 			c, err := g.opts.Bearer.Verify(ctx, raw)
 			if err != nil {
 				return nil, token.Reason(err), true
 			}
-			return bearerPrincipal(c), "", false
+			p := bearerPrincipal(c)
+			p.accessToken = raw
+			return p, "", false
 		}
 	}
 	value := cookieValue(req.Cookie, g.cookie)
@@ -184,6 +190,7 @@ const (
 	extraUsername      = "u"
 	extraEmailVerified = "ev"
 	extraClaimPrefix   = "c:"
+	extraAccessToken   = "at" // only with Options.KeepAccessToken
 )
 
 func sessionPrincipal(s *session.Session) *Principal {
@@ -203,6 +210,7 @@ func sessionPrincipal(s *session.Session) *Principal {
 		session:       s,
 		providerSID:   s.SID,
 		idTokenRaw:    s.IDTokenHint,
+		accessToken:   s.Extra[extraAccessToken],
 	}
 	p.cacheKey = p.SessionRef
 	for k, v := range s.Extra {

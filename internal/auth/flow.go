@@ -262,7 +262,7 @@ func (g *Gate) serveCallback(w http.ResponseWriter, r *http.Request, host string
 		IDTokenHint:  id.IDToken,
 		Extra:        g.extra(id),
 	}
-	value, err := g.opts.Store.Save(r.Context(), s, now)
+	value, err := g.save(r.Context(), s, now)
 	if err != nil {
 		g.opts.Log.Error("saving a new session failed", "provider", f.Provider, "err", err)
 		fail(http.StatusInternalServerError, "The session could not be created.", ReasonCallbackFailed)

@@ -299,7 +299,8 @@ func (rt *Route) Admit(w http.ResponseWriter, r *http.Request, host, path string
 				r.Header["Cookie"] = []string{c}
 			}
 		}
-		if !rt.opts.PassAuthorization {
+		sentToken := rt.opts.PassAccessToken && out.Principal != nil && out.Principal.accessToken != ""
+		if !rt.opts.PassAuthorization && !sentToken {
 			delete(r.Header, "Authorization")
 		}
 		return true

@@ -91,6 +91,12 @@ func (g *Gate) doRefresh(ctx context.Context, s *session.Session, now time.Time)
 	ns.LastSeen = now
 	if id.Claims != nil {
 		ns.Extra = g.extra(id)
+	} else if g.opts.KeepAccessToken && id.AccessToken != "" {
+		ns.Extra = maps.Clone(s.Extra)
+		if ns.Extra == nil {
+			ns.Extra = map[string]string{}
+		}
+		ns.Extra[extraAccessToken] = id.AccessToken
 	}
 	revokeOld := false
 	if !slices.Equal(s.Groups, ns.Groups) || s.Email != ns.Email {
@@ -99,7 +105,7 @@ func (g *Gate) doRefresh(ctx context.Context, s *session.Session, now time.Time)
 		ns.ID = session.NewID()
 		revokeOld = true
 	}
-	value, err := g.opts.Store.Save(ctx, &ns, now)
+	value, err := g.save(ctx, &ns, now)
 	if err != nil {
 		return &refreshResult{err: fmt.Errorf("%w: saving the refreshed session: %w", oidc.ErrRefresh, err)}
 	}
@@ -112,6 +118,20 @@ func (g *Gate) doRefresh(ctx context.Context, s *session.Session, now time.Time)
 	return &refreshResult{session: &ns, value: value}
 }
 
+// save stores s. A session that does not fit a cookie because of a kept
+// access token is saved without it (routes that pass it then send none)
+// rather than failing the sign-in.
+func (g *Gate) save(ctx context.Context, s *session.Session, now time.Time) (string, error) {
+	v, err := g.opts.Store.Save(ctx, s, now)
+	if errors.Is(err, session.ErrTooLarge) && s.Extra[extraAccessToken] != "" {
+		g.opts.Log.Warn("access token not kept: the session cookie would be too large", "session", s.ID.Ref(), "provider", s.Provider)
+		s.Extra = maps.Clone(s.Extra)
+		delete(s.Extra, extraAccessToken)
+		v, err = g.opts.Store.Save(ctx, s, now)
+	}
+	return v, err
+}
+
 // extra builds the session's Extra map from an identity: the username, the
 // email_verified flag and the kept claims, JSON-encoded.
 func (g *Gate) extra(id *oidc.Identity) map[string]string {
@@ -121,6 +141,9 @@ func (g *Gate) extra(id *oidc.Identity) map[string]string {
 	}
 	if id.EmailVerified {
 		m[extraEmailVerified] = "1"
+	}
+	if g.opts.KeepAccessToken && id.AccessToken != "" {
+		m[extraAccessToken] = id.AccessToken
 	}
 	for _, name := range g.opts.KeepClaims {
 		v, ok := lookupClaim(id.Claims, name)

@@ -310,6 +310,14 @@ type Route struct {
 	// default it is removed, so that a bearer token meant for gatehouse
 	// never reaches the app. Default: false.
 	PassAuthorization bool `yaml:"pass_authorization"`
+
+	// PassAccessToken sends the provider's access token upstream as
+	// `Authorization: Bearer <token>`, for apps that call APIs on the
+	// user's behalf; for a bearer-token client, its own verified token.
+	// Sessions then keep the access token (a larger cookie, refreshed
+	// with the session). Default: false: the upstream never receives the
+	// provider's tokens.
+	PassAccessToken bool `yaml:"pass_access_token"`
 }
 
 func (r *Route) setDefaults() {
