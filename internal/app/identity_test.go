@@ -674,3 +674,35 @@ routes:
 		t.Error("/.gatehouse/me shows the access token")
 	}
 }
+
+func TestRefusedRefreshEndsSession(t *testing.T) {
+	g := startIdentity(t, "  session: {refresh_before: 5m}")
+	c := browser(t)
+	g.signIn(t, c, "/", "bob", "builder")
+	decodeEcho(t, fetch(t, c, g.origin+"/before", nil))
+	// bob is removed from the users file: the provider refuses his next
+	// refresh (invalid_grant), and the session ends at once.
+	b, err := os.ReadFile("../idp/demo_users.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	without := text[:strings.Index(text, "  - username: bob")]
+	users, err := idp.ParseUsers("without-bob.yaml", []byte(without))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.app.BuiltinProvider().SetUsers(users)
+	if resp := fetch(t, c, g.origin+"/after", nil); resp.StatusCode != http.StatusFound {
+		t.Fatalf("after a refused refresh: %d, want 302 to sign in", resp.StatusCode)
+	}
+	found := false
+	for _, r := range g.records() {
+		if r.Path == "/after" && r.Reason == "refresh-failed" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no audit record with reason refresh-failed")
+	}
+}
