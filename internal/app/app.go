@@ -117,6 +117,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	a.rt.Store(rt)
 	if err := a.listen(cfg); err != nil {
 		a.closeListeners()
+		rt.close()
 		al.Close()
 		return nil, err
 	}

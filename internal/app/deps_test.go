@@ -38,6 +38,8 @@ var allowedImports = map[string][]string{
 	"cmd/gatehouse":      {"examples", "internal/app", "internal/config", "internal/demoapp", "internal/idp"},
 	"examples":           nil,
 	"bench/credentials":  {"internal/session", "internal/testenv"},
+
+	"internal/metabase/metabasetest": nil,
 }
 
 func TestImportLayering(t *testing.T) {

@@ -3,9 +3,11 @@ package app
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 
+	"github.com/gatehouse-proxy/gatehouse/internal/audit"
 	"github.com/gatehouse-proxy/gatehouse/internal/auth"
 	"github.com/gatehouse-proxy/gatehouse/internal/config"
 	"github.com/gatehouse-proxy/gatehouse/internal/idheader"
@@ -51,6 +53,35 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 			IdleConnTimeout:       uc.IdleConnTimeout.D(),
 			MaxIdleConnsPerTarget: uc.MaxIdleConnsPerTarget,
 			Observe:               proxy.Observer(a.metrics.UpstreamLatency),
+			Balance:               uc.Balance,
+			SlowStart:             uc.SlowStart.D(),
+			Passive: upstream.PassiveOptions{
+				Failures: uc.EjectAfter, Ejection: uc.EjectFor.D(), MaxEjection: 10 * uc.EjectFor.D(),
+			},
+			MaxConnsPerTarget: uc.MaxConnsPerTarget,
+			MaxQueue:          uc.MaxQueue,
+			Previous:          a.previousUpstream(name),
+			OnTransition: func(tr upstream.Transition) {
+				a.log.Warn("upstream target health changed", "upstream", tr.Pool, "target", tr.Target,
+					"check", tr.Check, "up", tr.Up, "reason", tr.Reason)
+			},
+		}
+		if uc.Balance == "hash" {
+			source, hname, _ := config.ParseHashOn(uc.HashOn)
+			switch source {
+			case "cookie":
+				opts.Hash = upstream.HashOptions{Source: upstream.HashCookie, Name: hname}
+			case "header":
+				opts.Hash = upstream.HashOptions{Source: upstream.HashHeader, Name: hname}
+			default:
+				opts.Hash = upstream.HashOptions{Source: upstream.HashClientIP, ClientIP: clientIPKey}
+			}
+		}
+		if hc := uc.HealthCheck; hc != nil {
+			opts.HealthCheck = &upstream.CheckOptions{
+				Method: hc.Method, Path: hc.Path, Status: hc.Status, Interval: hc.Interval.D(),
+				Timeout: hc.Timeout.D(), Rise: hc.Rise, Fall: hc.Fall,
+			}
 		}
 		for _, t := range uc.Targets {
 			opts.Targets = append(opts.Targets, t.URL)
@@ -125,11 +156,37 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 	return rt, nil
 }
 
-// close releases what a retired runtime holds once its requests are done.
+// close releases what a retired runtime holds once its requests are done:
+// its health checks stop and its idle connections close.
 func (rt *runtime) close() {
 	for _, u := range rt.upstreams {
-		u.CloseIdle()
+		u.Close()
 	}
+}
+
+// previousUpstream returns the running runtime's upstream of that name, so
+// a reload carries the health of unchanged targets over.
+func (a *App) previousUpstream(name string) *upstream.Upstream {
+	old := a.rt.Load()
+	if old == nil {
+		return nil
+	}
+	for _, u := range old.upstreams {
+		if u.Name() == name {
+			return u
+		}
+	}
+	return nil
+}
+
+// clientIPKey is the consistent-hash key of balance: hash with
+// hash_on: client_ip: the client address from the trusted front end, as
+// the proxy recorded it.
+func clientIPKey(r *http.Request) string {
+	if rec := audit.FromContext(r.Context()); rec != nil && rec.ClientIP.IsValid() {
+		return rec.ClientIP.String()
+	}
+	return ""
 }
 
 func hstsValue(h config.HSTS) string {

@@ -251,6 +251,81 @@ type Upstream struct {
 	// for peak concurrency so load does not churn connections.
 	// Default: 512.
 	MaxIdleConnsPerTarget int `yaml:"max_idle_conns_per_target"`
+
+	// Balance chooses a target per request: round_robin, least_conn (the
+	// fewest requests in flight: the right choice for Metabase, whose
+	// queries vary from milliseconds to many minutes), random_two (the
+	// less busy of two random targets) or hash (consistent hashing on
+	// hash_on, for stickiness). Default: round_robin.
+	Balance string `yaml:"balance"`
+
+	// HashOn is the key for balance: hash: cookie:NAME, header:NAME or
+	// client_ip (the address from the trusted front end). Requests
+	// without the key are balanced by least_conn.
+	HashOn string `yaml:"hash_on"`
+
+	// SlowStart ramps a target that just came up (or back from an
+	// ejection) from 10% to its full share of traffic over this long.
+	// Default: 0s (off).
+	SlowStart Duration `yaml:"slow_start"`
+
+	// HealthCheck, when set, checks every target actively; a target
+	// that fails fall checks in a row gets no traffic until it passes
+	// rise in a row.
+	HealthCheck *HealthCheck `yaml:"health_check"`
+
+	// EjectAfter ejects a target after this many consecutive failed
+	// requests (connection errors, timeouts, 5xx) for eject_for, doubling
+	// up to 10 times that while it keeps failing. Default: 0 (off).
+	EjectAfter int `yaml:"eject_after"`
+
+	// EjectFor is how long the first ejection lasts. Default: 10s.
+	EjectFor Duration `yaml:"eject_for"`
+
+	// MaxConnsPerTarget caps the requests in flight to one target; more
+	// wait in a queue of max_queue per target and beyond that get 503
+	// with Retry-After. Default: 0 (no cap).
+	MaxConnsPerTarget int `yaml:"max_conns_per_target"`
+
+	// MaxQueue is the wait queue per target when max_conns_per_target is
+	// reached. Default: 0 (refuse at once).
+	MaxQueue int `yaml:"max_queue"`
+}
+
+// HealthCheck is an active HTTP health check of every target.
+type HealthCheck struct {
+	// Method is the check's HTTP method. Default: GET.
+	Method string `yaml:"method"`
+
+	// Path is the path checked, such as /api/health for Metabase (which
+	// answers 503 while it starts). Required.
+	Path string `yaml:"path"`
+
+	// Status is the status a healthy target answers. Default: 200.
+	Status int `yaml:"status"`
+
+	// Interval is the time between checks. Default: 10s.
+	Interval Duration `yaml:"interval"`
+
+	// Timeout bounds one check. Default: 2s.
+	Timeout Duration `yaml:"timeout"`
+
+	// Rise is how many passing checks in a row bring a target up.
+	// Default: 2.
+	Rise int `yaml:"rise"`
+
+	// Fall is how many failing checks in a row take a target down.
+	// Default: 3.
+	Fall int `yaml:"fall"`
+}
+
+func (h *HealthCheck) setDefaults() {
+	h.Method = "GET"
+	h.Status = 200
+	h.Interval = Duration(10 * time.Second)
+	h.Timeout = Duration(2 * time.Second)
+	h.Rise = 2
+	h.Fall = 3
 }
 
 func (u *Upstream) setDefaults() {
@@ -258,6 +333,8 @@ func (u *Upstream) setDefaults() {
 	u.ResponseHeaderTimeout = Duration(60 * time.Second)
 	u.IdleConnTimeout = Duration(90 * time.Second)
 	u.MaxIdleConnsPerTarget = 512
+	u.Balance = "round_robin"
+	u.EjectFor = Duration(10 * time.Second)
 }
 
 // Route sends matching requests to an upstream.

@@ -310,6 +310,7 @@ func (v *validator) upstreams(c *Config) {
 		if u.MaxIdleConnsPerTarget < 1 || u.MaxIdleConnsPerTarget > 100000 {
 			v.errorf(p+".max_idle_conns_per_target", "must be between 1 and 100000")
 		}
+		v.pool(u, p)
 	}
 }
 

@@ -392,6 +392,11 @@ func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	// bound it so a broken or hostile upstream cannot flood the log.
 	h.opts.Log.Warn("upstream request failed", "request_id", rec.RequestID, "route", rec.Route,
 		"target", rec.Target, "reason", reason, "err", truncate(err.Error(), 300))
+	if status == http.StatusServiceUnavailable {
+		// No target could take it (all down, or every connection and queue
+		// slot taken): ask the client to come back shortly.
+		w.Header().Set("Retry-After", "5")
+	}
 	writeError(w, r, status, rec.RequestID)
 }
 

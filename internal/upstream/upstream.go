@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -70,6 +71,32 @@ type Options struct {
 	// Observe, if set, is told the target and time to response headers of
 	// every successful round trip (for metrics and the audit record).
 	Observe func(req *http.Request, target string, d time.Duration)
+
+	// Balance chooses the target: "round_robin" (weighted, smooth),
+	// "least_conn", "random_two" or "hash". Default round_robin.
+	Balance string
+	// Hash configures Balance "hash".
+	Hash HashOptions
+	// SlowStart ramps a target that just came (back) up from 10 % to its
+	// full weight over this long. 0 disables it.
+	SlowStart time.Duration
+	// Passive ejects a target after consecutive failures (connection
+	// errors, timeouts, 5xx answers). Zero Failures disables it.
+	Passive PassiveOptions
+	// MaxConnsPerTarget caps the requests in flight to one target; more
+	// wait in a queue of MaxQueue, beyond which they fail with
+	// ErrQueueFull (503). 0 means no cap.
+	MaxConnsPerTarget int
+	MaxQueue          int
+	// HealthCheck, when set, runs active checks from New until Close. Its
+	// Client may be left nil: a client with the upstream's TLS settings
+	// that does not follow redirects is used.
+	HealthCheck *CheckOptions
+	// Previous is the upstream this one replaces on a reload: the health
+	// state of targets both have carries over.
+	Previous *Upstream
+	// OnTransition is told every health change of a target.
+	OnTransition func(Transition)
 }
 
 // Upstream is an application: its targets, how one is chosen, and the
@@ -77,10 +104,12 @@ type Options struct {
 type Upstream struct {
 	name      string
 	targets   []*Target
-	picker    Picker
+	pool      *Pool
+	balancer  Balancer
 	transport *http.Transport // https targets
 	h1        *h1Transport    // http targets
 	observe   func(req *http.Request, target string, d time.Duration)
+	stop      context.CancelFunc // stops the active health checks
 }
 
 // New validates opts and builds an Upstream with round-robin selection.
@@ -103,12 +132,65 @@ func New(opts Options) (*Upstream, error) {
 		}
 		u.targets = append(u.targets, &Target{Name: t.Scheme + "://" + host, scheme: t.Scheme, host: host})
 	}
-	u.picker = &RoundRobin{targets: u.targets}
 	opts = opts.withDefaults()
 	u.transport = newTransport(opts)
 	u.h1 = newH1Transport(opts)
+	po := PoolOptions{
+		Name:         opts.Name,
+		SlowStart:    opts.SlowStart,
+		Passive:      opts.Passive,
+		MaxConns:     opts.MaxConnsPerTarget,
+		MaxQueue:     opts.MaxQueue,
+		OnTransition: opts.OnTransition,
+	}
+	for _, t := range u.targets {
+		po.Targets = append(po.Targets, WeightedTarget{Target: t, Weight: 1})
+	}
+	if opts.Previous != nil {
+		po.Previous = opts.Previous.pool
+	}
+	pool, err := NewPool(po)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", opts.Name, err)
+	}
+	u.pool = pool
+	switch opts.Balance {
+	case "", "round_robin":
+		u.balancer = NewWeightedRoundRobin(pool)
+	case "least_conn":
+		u.balancer = NewLeastConn(pool)
+	case "random_two":
+		u.balancer = NewRandomTwo(pool)
+	case "hash":
+		h, err := NewHash(pool, opts.Hash)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", opts.Name, err)
+		}
+		u.balancer = h
+	default:
+		return nil, fmt.Errorf("upstream %s: unknown balance %q", opts.Name, opts.Balance)
+	}
+	if hc := opts.HealthCheck; hc != nil {
+		co := *hc
+		if co.Client == nil {
+			co.Client = &http.Client{
+				Transport:     u.transport,
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			}
+		}
+		checker, err := NewChecker(pool, co)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: health check: %w", opts.Name, err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		u.stop = cancel
+		go checker.Run(ctx)
+	}
 	return u, nil
 }
+
+// Pool returns the upstream's pool, for health reporting.
+func (u *Upstream) Pool() *Pool { return u.pool }
 
 // withDefaults fills in the documented defaults, once, for both transports.
 func (o Options) withDefaults() Options {
@@ -167,9 +249,17 @@ func (e *TargetError) Unwrap() error { return e.Err }
 // its URL scheme and host are overwritten. Errors are *TargetError when a
 // target was chosen.
 func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
-	t, err := u.picker.Pick(req)
+	m, release, err := u.balancer.Pick(req)
 	if err != nil {
 		return nil, err
+	}
+	t := m.Target
+	lim := m.Limiter()
+	if lim != nil {
+		if err := lim.Acquire(req.Context()); err != nil {
+			release()
+			return nil, &TargetError{Target: t, Err: err}
+		}
 	}
 	req.URL.Scheme = t.scheme
 	req.URL.Host = t.host
@@ -181,12 +271,53 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err = u.transport.RoundTrip(req)
 	}
 	if err != nil {
+		release()
+		if lim != nil {
+			lim.Release()
+		}
+		if req.Context().Err() == nil {
+			m.Report(false) // the client going away is not the target's fault
+		}
 		return nil, &TargetError{Target: t, Err: err}
 	}
+	m.Report(resp.StatusCode < 500)
 	if u.observe != nil {
 		u.observe(req, t.Name, time.Since(start))
 	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The body is the connection itself, which ReverseProxy needs to
+		// see as an io.ReadWriteCloser: count the request done now.
+		release()
+		if lim != nil {
+			lim.Release()
+		}
+		return resp, nil
+	}
+	// The request stays in flight (for least_conn and the connection cap)
+	// until its body is done: a streamed response counts as long as it
+	// streams.
+	resp.Body = &releasingBody{ReadCloser: resp.Body, release: release, lim: lim}
 	return resp, nil
+}
+
+// releasingBody ends a request's in-flight accounting when its response
+// body is closed.
+type releasingBody struct {
+	io.ReadCloser
+	release func()
+	lim     *Limiter
+	done    atomic.Bool
+}
+
+func (b *releasingBody) Close() error {
+	err := b.ReadCloser.Close()
+	if b.done.CompareAndSwap(false, true) {
+		b.release()
+		if b.lim != nil {
+			b.lim.Release()
+		}
+	}
+	return err
 }
 
 // CloseIdle closes idle pooled connections (after a reload retires this
@@ -196,10 +327,19 @@ func (u *Upstream) CloseIdle() {
 	u.h1.CloseIdleConnections()
 }
 
+// Close stops the active health checks and closes idle connections.
+func (u *Upstream) Close() {
+	if u.stop != nil {
+		u.stop()
+	}
+	u.CloseIdle()
+}
+
 // Reason codes Classify returns for the audit record.
 const (
 	ReasonClientGone  = "client-gone"          // the client went away (499); same code as audit's
 	ReasonNoTarget    = "no-target"            // no target could take the request (503)
+	ReasonQueueFull   = "queue-full"           // every connection and queue slot of the target is taken (503)
 	ReasonUnreachable = "upstream-unreachable" // dialing the target failed (502)
 	ReasonTimeout     = "upstream-timeout"     // the target did not answer in time (504)
 	ReasonError       = "upstream-error"       // any other failure (502)
@@ -215,6 +355,9 @@ func Classify(ctx context.Context, err error) (status int, reason string) {
 	}
 	if errors.Is(err, ErrNoTarget) {
 		return http.StatusServiceUnavailable, ReasonNoTarget
+	}
+	if errors.Is(err, ErrQueueFull) {
+		return http.StatusServiceUnavailable, ReasonQueueFull
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
