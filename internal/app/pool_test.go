@@ -92,7 +92,7 @@ func TestTargetFailingHealthCheckIsSkipped(t *testing.T) {
 	}
 }
 
-func TestDeadTargetEjectedAfterFailures(t *testing.T) {
+func TestDeadTargetRetriedThenEjected(t *testing.T) {
 	var h atomic.Int32
 	h.Store(200)
 	live := namedTarget(t, "live", &h)
@@ -102,22 +102,33 @@ func TestDeadTargetEjectedAfterFailures(t *testing.T) {
 	}
 	dead := "http://" + ln.Addr().String()
 	ln.Close() // nothing listens there: dialing fails
-	g := start(t, poolConfig([]string{live, dead}, `    eject_after: 1
-    eject_for: 1m`))
-	failures := 0
-	for range 20 {
-		status, body := getBody(t, g.url("public")+"/x")
-		switch {
-		case status == http.StatusBadGateway:
-			failures++
-		case status != http.StatusOK || body != "live":
-			t.Fatalf("status %d body %q", status, body)
-		}
-	}
-	// Round robin sends the first or second request to the dead target,
-	// which is then ejected for a minute.
-	if failures != 1 {
-		t.Errorf("%d requests failed, want exactly 1 before the dead target is ejected", failures)
+	for _, tc := range []struct {
+		name     string
+		pool     string
+		failures int
+	}{
+		// A connection failure is retried on the other target.
+		{"retried", "    eject_after: 1\n    eject_for: 1m", 0},
+		// Without retries the one request that hits the dead target fails;
+		// then it is ejected for a minute.
+		{"ejected", "    retries: 0\n    eject_after: 1\n    eject_for: 1m", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := start(t, poolConfig([]string{live, dead}, tc.pool))
+			failures := 0
+			for range 20 {
+				status, body := getBody(t, g.url("public")+"/x")
+				switch {
+				case status == http.StatusBadGateway:
+					failures++
+				case status != http.StatusOK || body != "live":
+					t.Fatalf("status %d body %q", status, body)
+				}
+			}
+			if failures != tc.failures {
+				t.Errorf("%d requests failed, want %d", failures, tc.failures)
+			}
+		})
 	}
 }
 
@@ -155,4 +166,111 @@ func TestConnectionCapAnswers503WithRetryAfter(t *testing.T) {
 	if !found {
 		t.Error("no audit record with reason queue-full")
 	}
+}
+
+// TestKillOneOfThreeUnderLoad kills one of three targets in the middle of
+// 20,000 GETs from 16 concurrent clients, then brings it back: no request
+// fails (a broken or refused connection is retried on another target and
+// the dead one is ejected), and the target gets traffic again after its
+// slow start.
+func TestKillOneOfThreeUnderLoad(t *testing.T) {
+	type target struct {
+		addr string
+		srv  *http.Server
+		hits atomic.Int64
+	}
+	var targets [3]*target
+	serve := func(tg *target, ln net.Listener) {
+		tg.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tg.hits.Add(1)
+			io.WriteString(w, "ok")
+		})}
+		go tg.srv.Serve(ln)
+	}
+	var urls []string
+	for i := range targets {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		targets[i] = &target{addr: ln.Addr().String()}
+		serve(targets[i], ln)
+		urls = append(urls, "http://"+targets[i].addr)
+	}
+	t.Cleanup(func() {
+		for _, tg := range targets {
+			tg.srv.Close()
+		}
+	})
+	g := start(t, poolConfig(urls, `    balance: least_conn
+    eject_after: 1
+    eject_for: 1s
+    slow_start: 1s`))
+
+	const total, workers = 20000, 16
+	var next, failed atomic.Int64
+	var firstErr atomic.Value
+	killAt, reviveAt := int64(total/3), int64(2*total/3)
+	victim := targets[2]
+	var hitsAtRevive atomic.Int64
+	phase := make(chan struct{}) // closed once the victim is back
+	done := make(chan struct{})
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	for range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				n := next.Add(1)
+				if n > total {
+					return
+				}
+				switch n {
+				case killAt:
+					victim.srv.Close() // closes the listener and every connection
+				case reviveAt:
+					ln, err := net.Listen("tcp", victim.addr)
+					if err != nil {
+						firstErr.CompareAndSwap(nil, fmt.Errorf("reviving the target: %w", err))
+						close(phase)
+						continue
+					}
+					hitsAtRevive.Store(victim.hits.Load())
+					serve(victim, ln)
+					close(phase)
+				}
+				resp, err := c.Get(g.url("public") + "/x")
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Errorf("status %d", resp.StatusCode))
+				}
+			}
+		}()
+	}
+	for range workers {
+		<-done
+	}
+	if n := failed.Load(); n != 0 {
+		t.Fatalf("%d of %d requests failed (first: %v)", n, total, firstErr.Load())
+	}
+	<-phase
+	// The revived target serves again once its ejection and slow start are
+	// over: bounded wait.
+	deadline := time.Now().Add(10 * time.Second)
+	for victim.hits.Load() == hitsAtRevive.Load() && time.Now().Before(deadline) {
+		if status, _ := getBody(t, g.url("public")+"/x"); status != http.StatusOK {
+			t.Fatalf("status %d after the target came back", status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if victim.hits.Load() == hitsAtRevive.Load() {
+		t.Error("the revived target got no traffic")
+	}
+	t.Logf("hits: %d %d %d", targets[0].hits.Load(), targets[1].hits.Load(), victim.hits.Load())
 }

@@ -60,6 +60,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 			},
 			MaxConnsPerTarget: uc.MaxConnsPerTarget,
 			MaxQueue:          uc.MaxQueue,
+			Retries:           uc.Retries,
 			Previous:          a.previousUpstream(name),
 			OnTransition: func(tr upstream.Transition) {
 				a.log.Warn("upstream target health changed", "upstream", tr.Pool, "target", tr.Target,

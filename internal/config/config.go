@@ -290,6 +290,13 @@ type Upstream struct {
 	// MaxQueue is the wait queue per target when max_conns_per_target is
 	// reached. Default: 0 (refuse at once).
 	MaxQueue int `yaml:"max_queue"`
+
+	// Retries is how many other targets a failed request is tried on: a
+	// connection failure for any method (nothing was sent); a timeout or
+	// broken connection before any response byte only for GET, HEAD and
+	// OPTIONS without a body. A retry budget (a fifth of the recent
+	// requests) keeps an outage from multiplying the load. Default: 2.
+	Retries int `yaml:"retries"`
 }
 
 // HealthCheck is an active HTTP health check of every target.
@@ -334,6 +341,7 @@ func (u *Upstream) setDefaults() {
 	u.IdleConnTimeout = Duration(90 * time.Second)
 	u.MaxIdleConnsPerTarget = 512
 	u.Balance = "round_robin"
+	u.Retries = 2
 	u.EjectFor = Duration(10 * time.Second)
 }
 

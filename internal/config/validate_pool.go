@@ -25,6 +25,9 @@ func (v *validator) pool(u *Upstream, p string) {
 	if u.EjectFor.D() < time.Second {
 		v.errorf(p+".eject_for", "must be at least 1s")
 	}
+	if u.Retries < 0 || u.Retries > 10 {
+		v.errorf(p+".retries", "must be between 0 and 10")
+	}
 	if u.MaxConnsPerTarget < 0 {
 		v.errorf(p+".max_conns_per_target", "must not be negative")
 	}

@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -97,6 +99,13 @@ type Options struct {
 	Previous *Upstream
 	// OnTransition is told every health change of a target.
 	OnTransition func(Transition)
+	// Retries is how many other targets a failed request may be tried
+	// on: always after a connection failure, and after other failures
+	// before any response byte only for idempotent requests without a
+	// body. Retries are also capped by a budget of a fifth of the recent
+	// requests (at least 3 per 10 s), so an outage cannot multiply the
+	// load. Default 0 (no retries).
+	Retries int
 }
 
 // Upstream is an application: its targets, how one is chosen, and the
@@ -110,6 +119,8 @@ type Upstream struct {
 	h1        *h1Transport    // http targets
 	observe   func(req *http.Request, target string, d time.Duration)
 	stop      context.CancelFunc // stops the active health checks
+	retries   int
+	budget    retryBudget
 }
 
 // New validates opts and builds an Upstream with round-robin selection.
@@ -117,7 +128,7 @@ func New(opts Options) (*Upstream, error) {
 	if len(opts.Targets) == 0 {
 		return nil, fmt.Errorf("upstream %s: no targets", opts.Name)
 	}
-	u := &Upstream{name: opts.Name, observe: opts.Observe}
+	u := &Upstream{name: opts.Name, observe: opts.Observe, retries: opts.Retries}
 	for _, t := range opts.Targets {
 		if t.Scheme != "http" && t.Scheme != "https" {
 			return nil, fmt.Errorf("upstream %s: target %s: unsupported scheme", opts.Name, t.Redacted())
@@ -249,10 +260,67 @@ func (e *TargetError) Unwrap() error { return e.Err }
 // its URL scheme and host are overwritten. Errors are *TargetError when a
 // target was chosen.
 func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
-	m, release, err := u.balancer.Pick(req)
-	if err != nil {
-		return nil, err
+	if u.retries > 0 {
+		u.budget.request()
 	}
+	var failed [4]*Member // targets already tried, for retries
+	tried := failed[:0]
+	for attempt := 0; ; attempt++ {
+		m, release, err := u.pickExcept(req, tried)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := u.try(req, m, release)
+		if err == nil {
+			return resp, nil
+		}
+		if attempt >= u.retries || !retryable(req, err) || req.Context().Err() != nil || !u.budget.retry() {
+			return nil, err
+		}
+		if len(tried) < cap(tried) {
+			tried = append(tried, m)
+		}
+	}
+}
+
+// pickExcept picks a member that is not in tried, giving up after a few
+// picks (the balancer may keep choosing a failed target that is not yet
+// ejected).
+func (u *Upstream) pickExcept(req *http.Request, tried []*Member) (*Member, func(), error) {
+	for i := 0; ; i++ {
+		m, release, err := u.balancer.Pick(req)
+		if err != nil || i == 3 || !slices.Contains(tried, m) {
+			return m, release, err
+		}
+		release()
+	}
+}
+
+// retryable reports whether a failed round trip may be sent to another
+// target: after a connection failure always (nothing was sent), otherwise
+// only an idempotent request without a body, which failed before any
+// response byte (RoundTrip's errors all do).
+func retryable(req *http.Request, err error) bool {
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" || errors.Is(err, ErrQueueFull) {
+		// Nothing was sent. The plain-HTTP transport leaves an unsent body
+		// unread; net/http's (https targets) closes it on any error.
+		return !hasBody || req.URL.Scheme == "http"
+	}
+	if hasBody {
+		return false
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return true
+	}
+	return false
+}
+
+// try sends req to m.
+func (u *Upstream) try(req *http.Request, m *Member, release func()) (*http.Response, error) {
+	var err error
 	t := m.Target
 	lim := m.Limiter()
 	if lim != nil {
@@ -298,6 +366,48 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	// streams.
 	resp.Body = &releasingBody{ReadCloser: resp.Body, release: release, lim: lim}
 	return resp, nil
+}
+
+// retryBudget caps retries at a fifth of the recent requests, with a
+// floor of 3 per window, counting in windows of 10 s (Envoy's and
+// Finagle's retry budgets, simplified): during an outage every request may
+// fail, but retries add at most 20 % to the load.
+type retryBudget struct {
+	mu       sync.Mutex // guards the fields below
+	start    time.Time
+	requests int
+	retries  int
+}
+
+const (
+	retryWindow  = 10 * time.Second
+	retryRatio   = 5 // one retry per five requests
+	retryMinimum = 3
+)
+
+func (b *retryBudget) roll(now time.Time) {
+	if now.Sub(b.start) > retryWindow {
+		b.start, b.requests, b.retries = now, 0, 0
+	}
+}
+
+func (b *retryBudget) request() {
+	b.mu.Lock()
+	b.roll(time.Now())
+	b.requests++
+	b.mu.Unlock()
+}
+
+// retry takes one retry from the budget, or reports false.
+func (b *retryBudget) retry() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.roll(time.Now())
+	if b.retries >= max(retryMinimum, b.requests/retryRatio) {
+		return false
+	}
+	b.retries++
+	return true
 }
 
 // releasingBody ends a request's in-flight accounting when its response
