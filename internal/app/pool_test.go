@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -43,17 +45,6 @@ func namedTarget(t *testing.T, name string, health *atomic.Int32) string {
 	return s.URL
 }
 
-func getBody(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := client().Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 func TestTargetFailingHealthCheckIsSkipped(t *testing.T) {
 	var aHealth, bHealth atomic.Int32
 	aHealth.Store(200)
@@ -68,7 +59,7 @@ func TestTargetFailingHealthCheckIsSkipped(t *testing.T) {
 	for {
 		clear(seen)
 		for range 10 {
-			_, body := getBody(t, g.url("public")+"/x")
+			_, body := get(t, g.url("public")+"/x")
 			seen[body]++
 		}
 		if seen["b"] == 0 || time.Now().After(deadline) {
@@ -83,7 +74,7 @@ func TestTargetFailingHealthCheckIsSkipped(t *testing.T) {
 	bHealth.Store(200)
 	deadline = time.Now().Add(5 * time.Second)
 	for seen["b"] == 0 && time.Now().Before(deadline) {
-		_, body := getBody(t, g.url("public")+"/x")
+		_, body := get(t, g.url("public")+"/x")
 		seen[body]++
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -117,7 +108,7 @@ func TestDeadTargetRetriedThenEjected(t *testing.T) {
 			g := start(t, poolConfig([]string{live, dead}, tc.pool))
 			failures := 0
 			for range 20 {
-				status, body := getBody(t, g.url("public")+"/x")
+				status, body := get(t, g.url("public")+"/x")
 				switch {
 				case status == http.StatusBadGateway:
 					failures++
@@ -264,7 +255,7 @@ func TestKillOneOfThreeUnderLoad(t *testing.T) {
 	// over: bounded wait.
 	deadline := time.Now().Add(10 * time.Second)
 	for victim.hits.Load() == hitsAtRevive.Load() && time.Now().Before(deadline) {
-		if status, _ := getBody(t, g.url("public")+"/x"); status != http.StatusOK {
+		if status, _ := get(t, g.url("public")+"/x"); status != http.StatusOK {
 			t.Fatalf("status %d after the target came back", status)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -273,4 +264,65 @@ func TestKillOneOfThreeUnderLoad(t *testing.T) {
 		t.Error("the revived target got no traffic")
 	}
 	t.Logf("hits: %d %d %d", targets[0].hits.Load(), targets[1].hits.Load(), victim.hits.Load())
+}
+
+// TestReloadUnderLoadFailsNothing reloads the configuration five times,
+// changing the pool each time, while 8 clients send 5,000 requests: every
+// request succeeds; the in-flight ones finish on the runtime they started
+// on.
+func TestReloadUnderLoadFailsNothing(t *testing.T) {
+	var h atomic.Int32
+	h.Store(200)
+	a, b := namedTarget(t, "a", &h), namedTarget(t, "b", &h)
+	path := filepath.Join(t.TempDir(), "gatehouse.yaml")
+	configs := []string{
+		poolConfig([]string{a, b}, "    balance: least_conn"),
+		poolConfig([]string{b}, "    balance: round_robin"),
+		poolConfig([]string{a, b}, "    balance: random_two\n    health_check: {path: /api/health, interval: 100ms, timeout: 100ms}"),
+	}
+	if err := os.WriteFile(path, []byte(configs[0]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := startWith(t, "", startOptions{configPath: path})
+	const total, workers = 5000, 8
+	var next, failed atomic.Int64
+	var firstErr atomic.Value
+	done := make(chan struct{}, workers)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	for range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for next.Add(1) <= total {
+				resp, err := c.Get(g.url("public") + "/x")
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Errorf("status %d", resp.StatusCode))
+				}
+			}
+		}()
+	}
+	for i := 1; i <= 5; i++ {
+		for next.Load() < int64(i*total/6) {
+			time.Sleep(time.Millisecond)
+		}
+		if err := os.WriteFile(path, []byte(configs[i%len(configs)]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.app.Reload(context.Background()); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+	}
+	for range workers {
+		<-done
+	}
+	if n := failed.Load(); n != 0 {
+		t.Fatalf("%d of %d requests failed across five reloads (first: %v)", n, total, firstErr.Load())
+	}
 }
