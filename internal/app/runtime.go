@@ -67,6 +67,11 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 					"check", tr.Check, "up", tr.Up, "reason", tr.Reason)
 			},
 		}
+		tlsConfig, err := a.upstreamTLS(ctx, name, uc.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opts.TLSConfig = tlsConfig
 		if uc.Balance == "hash" {
 			source, hname, _ := config.ParseHashOn(uc.HashOn)
 			switch source {

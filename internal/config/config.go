@@ -291,12 +291,36 @@ type Upstream struct {
 	// reached. Default: 0 (refuse at once).
 	MaxQueue int `yaml:"max_queue"`
 
+	// TLS configures the connection to https targets.
+	TLS *UpstreamTLS `yaml:"tls"`
+
 	// Retries is how many other targets a failed request is tried on: a
 	// connection failure for any method (nothing was sent); a timeout or
 	// broken connection before any response byte only for GET, HEAD and
 	// OPTIONS without a body. A retry budget (a fifth of the recent
 	// requests) keeps an outage from multiplying the load. Default: 2.
 	Retries int `yaml:"retries"`
+}
+
+// UpstreamTLS configures TLS to https targets (TLS 1.2 or newer).
+type UpstreamTLS struct {
+	// CAFile is a PEM file of the CA certificates that sign the targets'
+	// certificates, used instead of the system roots. Default: the
+	// system roots.
+	CAFile string `yaml:"ca_file"`
+
+	// ServerName is the name sent in SNI and verified in the targets'
+	// certificates, instead of the host of each target URL (for targets
+	// addressed by IP). Default: the target's host.
+	ServerName string `yaml:"server_name"`
+
+	// ClientCertFile is a PEM certificate chain gatehouse presents to the
+	// targets (mutual TLS). Requires client_key.
+	ClientCertFile string `yaml:"client_cert_file"`
+
+	// ClientKey is a reference to the PEM private key of
+	// client_cert_file.
+	ClientKey SecretRef `yaml:"client_key"`
 }
 
 // HealthCheck is an active HTTP health check of every target.

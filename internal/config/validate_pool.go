@@ -37,6 +37,18 @@ func (v *validator) pool(u *Upstream, p string) {
 	if u.MaxQueue > 0 && u.MaxConnsPerTarget == 0 {
 		v.errorf(p+".max_queue", "a queue needs max_conns_per_target")
 	}
+	if tc := u.TLS; tc != nil {
+		if (tc.ClientCertFile == "") != tc.ClientKey.IsZero() {
+			v.errorf(p+".tls.client_cert_file", "client_cert_file and client_key go together")
+		}
+		hasHTTPS := false
+		for _, t := range u.Targets {
+			hasHTTPS = hasHTTPS || (t.URL != nil && t.Scheme == "https")
+		}
+		if !hasHTTPS {
+			v.errorf(p+".tls", "tls applies to https targets, and this upstream has none")
+		}
+	}
 	if h := u.HealthCheck; h != nil {
 		hp := p + ".health_check"
 		if !strings.HasPrefix(h.Path, "/") {
