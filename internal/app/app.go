@@ -115,6 +115,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.rt.Store(rt)
+	a.metrics.WatchTargets(a.targetStates)
 	if err := a.listen(cfg); err != nil {
 		a.closeListeners()
 		rt.close()
@@ -382,6 +383,7 @@ func (a *App) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	prom := promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{})
 	mux.Handle("/metrics", a.adminAuth(prom))
+	mux.Handle("/.gatehouse/status", a.adminAuth(http.HandlerFunc(a.serveStatus)))
 	mux.HandleFunc("/.gatehouse/healthz", proxy.Healthz)
 	mux.HandleFunc("/.gatehouse/readyz", proxy.Readyz(a.isReady))
 	if a.rt.Load().cfg.Admin.Pprof {

@@ -70,6 +70,16 @@ func TestTargetFailingHealthCheckIsSkipped(t *testing.T) {
 	if seen["b"] != 0 || seen["a"] != 10 {
 		t.Fatalf("with b failing its health check: %v, want every request on a", seen)
 	}
+	// The admin listener shows it: the status page and the metrics.
+	_, status := get(t, g.adminURL()+"/.gatehouse/status")
+	if !strings.Contains(status, `"target": "`+b+`"`) || !strings.Contains(status, `"last_status": 503`) {
+		t.Errorf("status page does not show b down:\n%s", status)
+	}
+	_, metrics := get(t, g.adminURL()+"/metrics")
+	if !strings.Contains(metrics, `gatehouse_upstream_target_up{target="`+b+`",upstream="app"} 0`) ||
+		!strings.Contains(metrics, `gatehouse_upstream_target_up{target="`+a+`",upstream="app"} 1`) {
+		t.Errorf("metrics lack the targets' health")
+	}
 	// b recovers: it gets traffic again.
 	bHealth.Store(200)
 	deadline = time.Now().Add(5 * time.Second)

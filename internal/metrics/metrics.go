@@ -112,3 +112,49 @@ func (m *Metrics) Reload(ok bool) {
 	}
 	m.reloads.WithLabelValues("failure").Inc()
 }
+
+// TargetState is one upstream target's health, as the targets collector
+// reports it.
+type TargetState struct {
+	Upstream, Target string
+	// Up is whether new requests may go to the target now (healthy, not
+	// ejected).
+	Up       bool
+	InFlight int64
+}
+
+// targetsCollector reads the targets' state at scrape time, so health
+// costs nothing per request.
+type targetsCollector struct {
+	states   func() []TargetState
+	up       *prometheus.Desc
+	inFlight *prometheus.Desc
+}
+
+func (c *targetsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.up
+	ch <- c.inFlight
+}
+
+func (c *targetsCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.states() {
+		up := 0.0
+		if s.Up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, s.Upstream, s.Target)
+		ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(s.InFlight), s.Upstream, s.Target)
+	}
+}
+
+// WatchTargets registers gauges of every upstream target's health and
+// in-flight requests, read from states at each scrape. Call it once.
+func (m *Metrics) WatchTargets(states func() []TargetState) {
+	m.Registry.MustRegister(&targetsCollector{
+		states: states,
+		up: prometheus.NewDesc("gatehouse_upstream_target_up",
+			"Whether an upstream target takes new requests (1) or is down or ejected (0).", []string{"upstream", "target"}, nil),
+		inFlight: prometheus.NewDesc("gatehouse_upstream_target_in_flight",
+			"Requests in flight to an upstream target, streamed responses included.", []string{"upstream", "target"}, nil),
+	})
+}
