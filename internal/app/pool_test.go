@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -208,57 +209,28 @@ func TestKillOneOfThreeUnderLoad(t *testing.T) {
     eject_for: 1s
     slow_start: 1s`))
 
-	const total, workers = 20000, 16
-	var next, failed atomic.Int64
-	var firstErr atomic.Value
+	const total = 20000
 	killAt, reviveAt := int64(total/3), int64(2*total/3)
 	victim := targets[2]
 	var hitsAtRevive atomic.Int64
 	phase := make(chan struct{}) // closed once the victim is back
-	done := make(chan struct{})
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
-	for range workers {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			for {
-				n := next.Add(1)
-				if n > total {
-					return
-				}
-				switch n {
-				case killAt:
-					victim.srv.Close() // closes the listener and every connection
-				case reviveAt:
-					ln, err := net.Listen("tcp", victim.addr)
-					if err != nil {
-						firstErr.CompareAndSwap(nil, fmt.Errorf("reviving the target: %w", err))
-						close(phase)
-						continue
-					}
-					hitsAtRevive.Store(victim.hits.Load())
-					serve(victim, ln)
-					close(phase)
-				}
-				resp, err := c.Get(g.url("public") + "/x")
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Errorf("status %d", resp.StatusCode))
-				}
+	failed, firstErr := load(g.url("public")+"/x", total, 16, func(n int64) {
+		switch n {
+		case killAt:
+			victim.srv.Close() // closes the listener and every connection
+		case reviveAt:
+			defer close(phase)
+			ln, err := net.Listen("tcp", victim.addr)
+			if err != nil {
+				t.Errorf("reviving the target: %v", err)
+				return
 			}
-		}()
-	}
-	for range workers {
-		<-done
-	}
-	if n := failed.Load(); n != 0 {
-		t.Fatalf("%d of %d requests failed (first: %v)", n, total, firstErr.Load())
+			hitsAtRevive.Store(victim.hits.Load())
+			serve(victim, ln)
+		}
+	})
+	if failed != 0 {
+		t.Fatalf("%d of %d requests failed (first: %v)", failed, total, firstErr)
 	}
 	<-phase
 	// The revived target serves again once its ejection and slow start are
@@ -294,45 +266,81 @@ func TestReloadUnderLoadFailsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := startWith(t, "", startOptions{configPath: path})
-	const total, workers = 5000, 8
-	var next, failed atomic.Int64
+	const total = 5000
+	var mu sync.Mutex // guards reloads; one reload at a time
+	var reloads int
+	failed, firstErr := load(g.url("public")+"/x", total, 8, func(n int64) {
+		if n%(total/6) != 0 {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if reloads == 5 {
+			return
+		}
+		reloads++
+		if err := os.WriteFile(path, []byte(configs[reloads%len(configs)]), 0o600); err != nil {
+			t.Error(err)
+		}
+		if err := g.app.Reload(context.Background()); err != nil {
+			t.Errorf("reload %d: %v", reloads, err)
+		}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if reloads != 5 {
+		t.Errorf("%d reloads, want 5", reloads)
+	}
+	if failed != 0 {
+		t.Fatalf("%d of %d requests failed across five reloads (first: %v)", failed, total, firstErr)
+	}
+}
+
+// load sends total GETs to url from workers concurrent clients and returns
+// how many failed (an error or a status other than 200) and the first
+// failure. Before request n (counting from 1) it calls step(n), in the
+// worker that sends it, so a test can act at a given point of the load
+// (every call runs before its request; calls may overlap across workers,
+// but a test acting at distinct n sees each once).
+func load(url string, total, workers int, step func(n int64)) (failed int64, first error) {
+	var next, nfailed atomic.Int64
 	var firstErr atomic.Value
-	done := make(chan struct{}, workers)
+	fail := func(err error) {
+		nfailed.Add(1)
+		firstErr.CompareAndSwap(nil, err)
+	}
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	defer c.CloseIdleConnections()
+	done := make(chan struct{}, workers)
 	for range workers {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			for next.Add(1) <= total {
-				resp, err := c.Get(g.url("public") + "/x")
+			for {
+				n := next.Add(1)
+				if n > int64(total) {
+					return
+				}
+				if step != nil {
+					step(n)
+				}
+				resp, err := c.Get(url)
 				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err)
+					fail(err)
 					continue
 				}
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != http.StatusOK {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Errorf("status %d", resp.StatusCode))
+					fail(fmt.Errorf("status %d", resp.StatusCode))
 				}
 			}
 		}()
 	}
-	for i := 1; i <= 5; i++ {
-		for next.Load() < int64(i*total/6) {
-			time.Sleep(time.Millisecond)
-		}
-		if err := os.WriteFile(path, []byte(configs[i%len(configs)]), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := g.app.Reload(context.Background()); err != nil {
-			t.Fatalf("reload %d: %v", i, err)
-		}
-	}
 	for range workers {
 		<-done
 	}
-	if n := failed.Load(); n != 0 {
-		t.Fatalf("%d of %d requests failed across five reloads (first: %v)", n, total, firstErr.Load())
+	if v := firstErr.Load(); v != nil {
+		first = v.(error)
 	}
+	return nfailed.Load(), first
 }
