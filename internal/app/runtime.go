@@ -134,6 +134,11 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 			Upstream:     ups[rc.Upstream],
 			PreserveHost: rc.PreserveHost,
 			Guard:        guard,
+			Timeouts: proxy.Timeouts{
+				ResponseHeader: rc.Timeouts.ResponseHeader.D(),
+				Idle:           rc.Timeouts.Idle.D(),
+				Total:          rc.Timeouts.Total.D(),
+			},
 		})
 	}
 	ph, err := proxy.New(proxy.Options{

@@ -302,6 +302,26 @@ type Upstream struct {
 	Retries int `yaml:"retries"`
 }
 
+// RouteTimeouts limit how long a route waits on its upstream. Connecting
+// is limited by the upstream's dial_timeout (TLS handshake included).
+type RouteTimeouts struct {
+	// ResponseHeader bounds the wait for the response headers after the
+	// request is sent (504), on top of the upstream's
+	// response_header_timeout. For Metabase, which answers a query only
+	// when it is done, outlast its query timeout: 21m. Default: 0s (the
+	// upstream's alone).
+	ResponseHeader Duration `yaml:"response_header"`
+
+	// Idle cuts a response whose body sends nothing for this long (a
+	// stalled stream). Default: 0s (no limit).
+	Idle Duration `yaml:"idle"`
+
+	// Total bounds the whole exchange, streamed body included; a route
+	// for downloads or server-sent events should leave it at 0.
+	// Default: 0s (no limit).
+	Total Duration `yaml:"total"`
+}
+
 // UpstreamTLS configures TLS to https targets (TLS 1.2 or newer).
 type UpstreamTLS struct {
 	// CAFile is a PEM file of the CA certificates that sign the targets'
@@ -419,6 +439,9 @@ type Route struct {
 	// default it is removed, so that a bearer token meant for gatehouse
 	// never reaches the app. Default: false.
 	PassAuthorization bool `yaml:"pass_authorization"`
+
+	// Timeouts limit the upstream's answer on this route.
+	Timeouts RouteTimeouts `yaml:"timeouts"`
 
 	// PassAccessToken sends the provider's access token upstream as
 	// `Authorization: Bearer <token>`, for apps that call APIs on the

@@ -10,6 +10,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -57,6 +58,8 @@ type Route struct {
 	Upstream *upstream.Upstream
 	// PreserveHost sends the client's Host instead of the target's.
 	PreserveHost bool
+	// Timeouts limit the upstream's answer on this route.
+	Timeouts Timeouts
 	// Guard decides who may use the route and sets the identity headers.
 	// A route without one forwards every request (reason no-policy); the
 	// application always sets one.
@@ -160,9 +163,13 @@ func New(opts Options) (*Handler, error) {
 }
 
 func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
+	var transport http.RoundTripper = rt.Upstream
+	if rt.Timeouts.ResponseHeader > 0 || rt.Timeouts.Idle > 0 {
+		transport = &timeoutTransport{next: rt.Upstream, header: rt.Timeouts.ResponseHeader, idle: rt.Timeouts.Idle}
+	}
 	return &httputil.ReverseProxy{
 		Rewrite:        func(pr *httputil.ProxyRequest) { h.rewrite(pr, rt) },
-		Transport:      rt.Upstream,
+		Transport:      transport,
 		ModifyResponse: func(resp *http.Response) error { return h.modifyResponse(resp, rt) },
 		ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { h.upstreamError(w, r, err) },
 		BufferPool:     &h.bufPool,
@@ -257,13 +264,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// ReverseProxy aborts with http.ErrAbortHandler when copying the
 	// response fails midway; if that is because the client went away, the
 	// audit record says 499 client-gone.
+	if rt.Timeouts.Total > 0 {
+		ctx, cancel := context.WithTimeoutCause(r.Context(), rt.Timeouts.Total, errTotalTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
 	completed := false
 	defer func() {
-		if !completed && rec.Status == 0 && r.Context().Err() != nil {
-			rec.Status = 499
-			rec.Decision = audit.DecisionError
-			rec.Reason = audit.ReasonClientGone
+		if completed || rec.Status != 0 || r.Context().Err() == nil {
+			return
 		}
+		if errors.Is(context.Cause(r.Context()), errTotalTimeout) {
+			rec.Decision = audit.DecisionError
+			rec.Reason = ReasonTotalTimeout
+			return
+		}
+		rec.Status = 499
+		rec.Decision = audit.DecisionError
+		rec.Reason = audit.ReasonClientGone
 	}()
 	rt.rp.ServeHTTP(w, r)
 	completed = true
@@ -367,6 +385,8 @@ func (h *Handler) modifyResponse(resp *http.Response, rt *Route) error {
 	return nil
 }
 
+var errTotalTimeout = errors.New("route total timeout")
+
 // upstreamError answers a failed round trip: 502 when the target could not
 // be reached, 504 when it did not answer in time, nothing when the client
 // has gone (499 in the audit record).
@@ -379,7 +399,11 @@ func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	// A body read timeout is decided first: net/http cancels the request
 	// context on the read error, so the transport may report only that.
 	status, reason := http.StatusRequestTimeout, ReasonBodyReadTimeout
-	if !bodyTimedOut(r) && !errors.Is(err, errBodyReadTimeout) {
+	switch {
+	case bodyTimedOut(r) || errors.Is(err, errBodyReadTimeout):
+	case errors.Is(context.Cause(r.Context()), errTotalTimeout):
+		status, reason = http.StatusGatewayTimeout, ReasonTotalTimeout
+	default:
 		status, reason = upstream.Classify(r.Context(), err)
 	}
 	rec.Decision = audit.DecisionError
