@@ -134,6 +134,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 			Upstream:     ups[rc.Upstream],
 			PreserveHost: rc.PreserveHost,
 			Guard:        guard,
+			WebSocket:    rc.WebSocket,
 			Timeouts: proxy.Timeouts{
 				ResponseHeader: rc.Timeouts.ResponseHeader.D(),
 				Idle:           rc.Timeouts.Idle.D(),

@@ -111,6 +111,9 @@ type Options struct {
 	IDP http.Handler
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+	// WatchInterval is how often an upgraded connection's session is
+	// checked for revocation. Default: 500ms.
+	WatchInterval time.Duration
 	// Log is the operator log. Default: discard.
 	Log *slog.Logger
 }
@@ -163,6 +166,9 @@ func New(opts Options) (*Gate, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.WatchInterval <= 0 {
+		opts.WatchInterval = 500 * time.Millisecond
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)

@@ -1,10 +1,13 @@
 package auth
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/internal/audit"
 	"github.com/gatehouse-proxy/gatehouse/internal/oidc"
@@ -264,7 +267,7 @@ func (g *Gate) serveMe(w http.ResponseWriter, r *http.Request, host string) {
 // the upstream (identity headers set, gatehouse's cookies and, unless the
 // route passes it, Authorization removed) and returns true, or answers w
 // (sign in, 401, 403) and returns false. host and path are canonical.
-func (rt *Route) Admit(w http.ResponseWriter, r *http.Request, host, path string) bool {
+func (rt *Route) Admit(w http.ResponseWriter, r *http.Request, host, path string) *http.Request {
 	rec := recordOf(r.Context())
 	req := &Request{
 		Method:        r.Method,
@@ -274,7 +277,7 @@ func (rt *Route) Admit(w http.ResponseWriter, r *http.Request, host, path string
 		Source:        rec.ClientIP,
 		Cookie:        strings.Join(r.Header["Cookie"], "; "),
 		Authorization: r.Header.Get("Authorization"),
-		API:           IsAPIRequest(r),
+		API:           IsAPIRequest(r) || r.Header.Get("Upgrade") != "",
 	}
 	out := rt.Check(r.Context(), req)
 	for _, c := range out.SetCookies {
@@ -303,10 +306,13 @@ func (rt *Route) Admit(w http.ResponseWriter, r *http.Request, host, path string
 		if !rt.opts.PassAuthorization && !sentToken {
 			delete(r.Header, "Authorization")
 		}
-		return true
+		if r.Header.Get("Upgrade") != "" && out.Principal != nil {
+			r = r.WithContext(rt.g.watch(r.Context(), out.Principal, req.Cookie))
+		}
+		return r
 	}
 	rt.g.writeOutcome(w, r, out)
-	return false
+	return nil
 }
 
 // writeOutcome answers a request Check did not allow.
@@ -345,4 +351,39 @@ func IsAPIRequest(r *http.Request) bool {
 		return true
 	}
 	return wantsJSON(r)
+}
+
+// watch returns a context that ends when p's credential does: at the
+// session's absolute expiry (or the bearer token's), and within
+// WatchInterval of the session being revoked (logout, back-channel logout)
+// or timing out. An upgraded connection (WebSocket) runs under it, so it
+// is closed when the user's access ends; peers leave such tunnels open.
+func (g *Gate) watch(parent context.Context, p *Principal, cookies string) context.Context {
+	ctx, cancel := context.WithCancel(parent)
+	value := cookieValue(cookies, g.cookie)
+	go func() {
+		defer cancel()
+		t := time.NewTicker(g.opts.WatchInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			now := g.opts.Now()
+			if !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt) {
+				return
+			}
+			if p.Method == MethodSession && value != "" {
+				if _, err := g.opts.Store.Load(ctx, value, now); err != nil && !errors.Is(err, session.ErrIdle) {
+					// Revoked or expired. (An idle timeout does not end a
+					// connection that is in use: the tunnel is activity
+					// gatehouse does not see.)
+					return
+				}
+			}
+		}
+	}()
+	return ctx
 }

@@ -443,6 +443,13 @@ type Route struct {
 	// Timeouts limit the upstream's answer on this route.
 	Timeouts RouteTimeouts `yaml:"timeouts"`
 
+	// WebSocket allows WebSocket upgrades on this route, after the policy
+	// allows the request (before the 101). gatehouse closes the connection
+	// when the user's session ends: its absolute lifetime, logout or
+	// back-channel logout (checked every 500ms). Other upgrades (h2c, ...)
+	// are always refused with 400. Default: false.
+	WebSocket bool `yaml:"websocket"`
+
 	// PassAccessToken sends the provider's access token upstream as
 	// `Authorization: Bearer <token>`, for apps that call APIs on the
 	// user's behalf; for a bearer-token client, its own verified token.

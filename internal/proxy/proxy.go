@@ -41,7 +41,7 @@ const (
 	ReasonBadPath         = "bad-path"         // the path cannot be canonicalized
 	ReasonNoRoute         = "no-route"         // no route matches host and path
 	ReasonMethod          = "method-refused"   // TRACE and CONNECT are never forwarded
-	ReasonUpgrade         = "upgrade-refused"  // protocol upgrades (h2c, websocket) are refused
+	ReasonUpgrade         = "upgrade-refused"  // protocol upgrades other than WebSocket on a route that allows it
 	ReasonNoPolicy        = "no-policy"        // forwarded: the route has no access policy yet
 	ReasonInternal        = "internal"         // served by gatehouse itself (/.gatehouse/...)
 	ReasonNotFoundGH      = "unknown-endpoint" // an unknown /.gatehouse/ path
@@ -60,6 +60,10 @@ type Route struct {
 	PreserveHost bool
 	// Timeouts limit the upstream's answer on this route.
 	Timeouts Timeouts
+	// WebSocket allows Upgrade: websocket on the route. The guard admits
+	// the upgrade (before the 101) and bounds the connection's life to the
+	// user's session. Every other upgrade (h2c, ...) is refused with 400.
+	WebSocket bool
 	// Guard decides who may use the route and sets the identity headers.
 	// A route without one forwards every request (reason no-policy); the
 	// application always sets one.
@@ -72,9 +76,11 @@ type Route struct {
 // Guard is the access check of a route (package auth implements it).
 type Guard interface {
 	// Admit runs after routing, with the canonical host and path. It
-	// returns true to forward r, having set the identity headers (named
-	// by HeaderNames) on r.Header; or answers w itself and returns false.
-	Admit(w http.ResponseWriter, r *http.Request, host, path string) bool
+	// returns the request to forward, with the identity headers (named by
+	// HeaderNames) set on its Header; or answers w itself and returns
+	// nil. For a WebSocket upgrade, the returned request's context ends
+	// when the user's session does, which closes the tunnel.
+	Admit(w http.ResponseWriter, r *http.Request, host, path string) *http.Request
 	// HeaderNames lists the headers Admit may set, in canonical form.
 	HeaderNames() []string
 }
@@ -230,7 +236,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.deny(w, r, http.StatusMethodNotAllowed, ReasonMethod)
 		return
 	}
-	if r.Header.Get("Upgrade") != "" {
+	upgrade := r.Header.Get("Upgrade")
+	if upgrade != "" && !isWebSocket(r) {
+		h.deny(w, r, http.StatusBadRequest, ReasonUpgrade)
+		return
+	}
+	if upgrade != "" && (path == "/.gatehouse" || strings.HasPrefix(path, "/.gatehouse/")) {
 		h.deny(w, r, http.StatusBadRequest, ReasonUpgrade)
 		return
 	}
@@ -246,6 +257,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.Route = rt.Name
 	rec.Upstream = rt.Upstream.Name()
+	if upgrade != "" && !rt.WebSocket {
+		h.deny(w, r, http.StatusBadRequest, ReasonUpgrade)
+		return
+	}
 	rec.Decision = audit.DecisionAllow
 	rec.Reason = ReasonNoPolicy
 
@@ -255,8 +270,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.URL.RawPath = path
 	}
 	setForwarded(r, conn, trusted)
-	if rt.Guard != nil && !rt.Guard.Admit(w, r, host, path) {
-		return
+	if rt.Guard != nil {
+		if r = rt.Guard.Admit(w, r, host, path); r == nil {
+			return
+		}
 	}
 	if h.opts.BodyReadTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
 		r = limitBodyRead(w, r, h.opts.BodyReadTimeout)
@@ -350,6 +367,22 @@ func setForwarded(r *http.Request, conn listener.Conn, trusted bool) {
 		r.Header["X-Forwarded-Proto"] = protoHTTP
 	}
 	r.Header["X-Forwarded-Host"] = []string{fwdHost}
+}
+
+// isWebSocket reports whether r asks for a WebSocket upgrade (RFC 6455
+// §4.1): GET, Upgrade: websocket and Connection naming upgrade.
+func isWebSocket(r *http.Request) bool {
+	if r.Method != http.MethodGet || len(r.Header["Upgrade"]) != 1 || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		return false
+	}
+	for _, v := range r.Header["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // protoHTTP and protoHTTPS are shared header values: header values are

@@ -49,7 +49,8 @@ type timeoutTransport struct {
 }
 
 func (t *timeoutTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx, cancel := context.WithCancelCause(req.Context())
+	parent := req.Context()
+	ctx, cancel := context.WithCancelCause(parent)
 	req = req.WithContext(ctx)
 	var timer *time.Timer
 	if t.header > 0 {
@@ -68,7 +69,14 @@ func (t *timeoutTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 		return nil, err
 	}
-	if t.idle <= 0 || resp.StatusCode == http.StatusSwitchingProtocols {
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The body is the tunnel, which ReverseProxy needs to see as an
+		// io.ReadWriteCloser, so it is not wrapped; ctx ends with the
+		// request.
+		context.AfterFunc(parent, func() { cancel(nil) })
+		return resp, nil
+	}
+	if t.idle <= 0 {
 		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
 		return resp, nil
 	}

@@ -1,0 +1,169 @@
+package app_test
+
+import (
+	"bufio"
+	"crypto/sha1"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/internal/testenv"
+)
+
+// wsEcho is an upstream that completes a WebSocket handshake (RFC 6455
+// §4.2.2) and then echoes raw bytes: gatehouse tunnels bytes, so framing
+// does not matter here.
+func wsEcho(t *testing.T) string {
+	t.Helper()
+	return newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			http.Error(w, "not a websocket", http.StatusBadRequest)
+			return
+		}
+		sum := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+			base64.StdEncoding.EncodeToString(sum[:]))
+		brw.Flush()
+		io.Copy(conn, brw)
+	})).URL
+}
+
+// dialWebSocket opens a raw connection to gatehouse and sends an upgrade
+// request for path with the given extra header lines; it returns the
+// connection, a reader positioned after the response headers, and the
+// response status.
+func dialWebSocket(t *testing.T, addr, path, upgrade string, extra ...string) (net.Conn, *bufio.Reader, int) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, ioTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	lines := append([]string{
+		"GET " + path + " HTTP/1.1", "Host: " + addr, "Upgrade: " + upgrade, "Connection: Upgrade",
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13",
+	}, extra...)
+	c.SetDeadline(time.Now().Add(ioTimeout))
+	io.WriteString(c, strings.Join(lines, "\r\n")+"\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		resp.Body.Close()
+	}
+	c.SetDeadline(time.Time{})
+	return c, br, resp.StatusCode
+}
+
+func startWebSocketGatehouse(t *testing.T) (*identityGatehouse, string) {
+	t.Helper()
+	port := testenv.FreePort(t)
+	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
+	g := start(t, fmt.Sprintf(`
+listeners: [{name: public, address: "127.0.0.1:%d"}]
+public_url: %s
+admin: {address: 127.0.0.1:0}
+identity:
+  builtin: {demo_users: true}
+upstreams:
+  ws: {targets: [%s]}
+routes:
+  - name: ws
+    path: /ws
+    upstream: ws
+    websocket: true
+    policy: {allow: [{authenticated: true}]}
+  - name: app
+    path: /
+    upstream: ws
+    policy: {allow: [{authenticated: true}]}
+`, port, origin, wsEcho(t)))
+	return &identityGatehouse{gatehouse: g, origin: origin}, fmt.Sprintf("127.0.0.1:%d", port)
+}
+
+func TestWebSocketEchoClosedAtLogout(t *testing.T) {
+	g, addr := startWebSocketGatehouse(t)
+	c := browser(t)
+	g.signIn(t, c, "/", "alice", "wonderland")
+	u, _ := url.Parse(g.origin)
+	var cookie string
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == "gh_session" {
+			cookie = "Cookie: gh_session=" + ck.Value
+		}
+	}
+	conn, br, status := dialWebSocket(t, addr, "/ws/echo", "websocket", cookie)
+	if status != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %d, want 101", status)
+	}
+	io.WriteString(conn, "ping")
+	buf := make([]byte, 4)
+	conn.SetReadDeadline(time.Now().Add(ioTimeout))
+	if _, err := io.ReadFull(br, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo: %q, %v", buf, err)
+	}
+
+	// Sign out in the browser: the open WebSocket closes within a second
+	// or so (the session is checked every 500ms).
+	req, _ := http.NewRequest(http.MethodPost, g.origin+"/.gatehouse/logout", nil)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = br.ReadByte()
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("the WebSocket stayed open after logout")
+	}
+	if err == nil {
+		t.Fatal("read data after logout, want the connection closed")
+	}
+}
+
+func TestUpgradesRefusedUnlessAllowed(t *testing.T) {
+	g, addr := startWebSocketGatehouse(t)
+	c := browser(t)
+	g.signIn(t, c, "/", "alice", "wonderland")
+	u, _ := url.Parse(g.origin)
+	var cookie string
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == "gh_session" {
+			cookie = "Cookie: gh_session=" + ck.Value
+		}
+	}
+	for _, tc := range []struct {
+		name, path, upgrade, cookie string
+		status                      int
+	}{
+		{"WebSocketOnARouteWithoutIt", "/other", "websocket", cookie, http.StatusBadRequest},
+		{"H2CSmuggling", "/ws/echo", "h2c", cookie, http.StatusBadRequest},
+		{"WebSocketWithoutSessionIs401NotARedirect", "/ws/echo", "websocket", "", http.StatusUnauthorized},
+		{"UpgradeToGatehouseEndpoints", "/.gatehouse/me", "websocket", cookie, http.StatusBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var extra []string
+			if tc.cookie != "" {
+				extra = append(extra, tc.cookie)
+			}
+			if _, _, status := dialWebSocket(t, addr, tc.path, tc.upgrade, extra...); status != tc.status {
+				t.Errorf("status %d, want %d", status, tc.status)
+			}
+		})
+	}
+}
