@@ -139,6 +139,12 @@ func ReturnTo(raw, origin string, allowed []string) (string, error) {
 	if strings.HasPrefix(path, "//") || path[0] != '/' {
 		return "", unsafe("path normalizes to a scheme-relative reference")
 	}
+	// Dot segments can also bring a later segment to the front ("/./%2F"):
+	// the first-segment rules hold for the result too, so the output is
+	// accepted again as it is.
+	if err := checkFirstSegment(path); err != nil {
+		return "", err
+	}
 	s := target.scheme + "://" + target.host + path
 	if q := escapeQuery(ref.RawQuery); q != "" {
 		s += "?" + q
@@ -161,6 +167,12 @@ func checkPath(ref *url.URL) error {
 			return unsafe("encoded control character in path")
 		}
 	}
+	return checkFirstSegment(p)
+}
+
+// checkFirstSegment applies the first-segment rules to an escaped path
+// that starts with "/".
+func checkFirstSegment(p string) error {
 	seg, _, _ := strings.Cut(p[1:], "/")
 	dec, err := url.PathUnescape(seg)
 	if err != nil {

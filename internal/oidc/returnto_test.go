@@ -19,6 +19,10 @@ var testAllowed = []string{"https://docs.example.com", "http://127.0.0.1:8080"}
 var openRedirectPayloads = map[string]string{
 	"empty":                        "",
 	"scheme-relative":              "//evil.com",
+	"dot-then-encoded-slashes":     "/./%2F%2Fevil.com",
+	"dotdot-then-encoded-slashes":  "/a/../%2F%2Fevil.com",
+	"dot-then-encoded-backslash":   "/./%5Cevil.com",
+	"dot-then-lookalike-slash":     "/./%E2%88%95evil.com",
 	"scheme-relative-path":         "//evil.com/app.example.com",
 	"triple-slash":                 "///evil.com",
 	"quadruple-slash":              "////evil.com",
