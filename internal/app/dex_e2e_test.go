@@ -13,7 +13,6 @@ package app_test
 // internal/testenv/doc.go and tools/dex/README.md.
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -32,8 +31,6 @@ const (
 	dexClientID     = "gatehouse"
 	dexClientSecret = "dex-e2e-client-secret" // test-only: reaches gatehouse as env:GH_DEX_SECRET
 	dexSecretEnv    = "GH_DEX_SECRET"
-	// dexLoginTimeout bounds one browser login at Dex (bcrypt included).
-	dexLoginTimeout = 15 * time.Second
 	// backchannelWait bounds the wait for Dex's fire-and-forget logout token.
 	backchannelWait = 10 * time.Second
 	// rotationWait bounds the wait for Dex to rotate its signing key: it
@@ -125,46 +122,14 @@ routes:
 // the authorization request URL gatehouse sent the browser to.
 func (g *dexGatehouse) signIn(t *testing.T, c *http.Client, path string, u testenv.DexUser) *url.URL {
 	t.Helper()
-	resp := fetch(t, c, g.origin+path, nil)
-	if resp.StatusCode != http.StatusFound {
-		t.Fatalf("GET %s: status %d, want 302 to sign in", path, resp.StatusCode)
-	}
-	loc := resp.Header.Get("Location")
-	if !strings.HasPrefix(loc, g.dex.Issuer+"/auth") {
-		t.Fatalf("redirected to %q, want Dex's authorization endpoint %s/auth", loc, g.dex.Issuer)
-	}
-	authURL, err := url.Parse(loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), dexLoginTimeout)
-	defer cancel()
-	cb, err := testenv.Login(ctx, c, loc, u.Email, u.Password, g.origin+"/.gatehouse/callback")
-	if err != nil {
-		t.Fatalf("login at Dex as %s: %v", u.Email, err)
-	}
-	resp = fetch(t, c, cb.String(), nil)
-	if resp.StatusCode != http.StatusSeeOther {
-		body, _ := io.ReadAll(resp.Body)
-		t.Fatalf("callback: status %d, want 303; body:\n%s", resp.StatusCode, body)
-	}
-	if got := resp.Header.Get("Location"); got != g.origin+path {
-		t.Fatalf("callback redirects to %q, want %q", got, g.origin+path)
-	}
+	authURL, _ := signInThrough(t, c, g.origin, path, g.dex.Issuer+"/auth", u.Email, u.Password)
 	return authURL
 }
 
 // sessionCookie returns the value of the gh_session cookie in c's jar.
 func (g *dexGatehouse) sessionCookie(t *testing.T, c *http.Client) string {
 	t.Helper()
-	u, _ := url.Parse(g.origin)
-	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == "gh_session" {
-			return ck.Value
-		}
-	}
-	t.Fatal("no gh_session cookie in the jar")
-	return ""
+	return sessionCookie(t, c, g.origin)
 }
 
 // withCookie GETs path with only the given session cookie (no jar), as a

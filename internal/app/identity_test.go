@@ -88,28 +88,61 @@ func browser(t *testing.T) *http.Client {
 // follows the callback back to path. It returns the callback URL.
 func (g *identityGatehouse) signIn(t *testing.T, c *http.Client, path, user, password string) *url.URL {
 	t.Helper()
-	resp := fetch(t, c, g.origin+path, nil)
+	_, cb := signInThrough(t, c, g.origin, path, g.origin+"/.gatehouse/idp/", user, password)
+	return cb
+}
+
+// loginTimeout bounds one browserless sign-in at a provider (bcrypt
+// included).
+const loginTimeout = 15 * time.Second
+
+// signInThrough opens origin+path with c, expects a redirect to a URL
+// starting with idp, signs in there as user (testenv.Login), and follows
+// gatehouse's callback back to path. It returns the authorization request
+// URL and the callback URL.
+func signInThrough(t *testing.T, c *http.Client, origin, path, idp, user, password string) (authURL, callback *url.URL) {
+	t.Helper()
+	resp := fetch(t, c, origin+path, nil)
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("GET %s: status %d, want 302 to sign in", path, resp.StatusCode)
 	}
 	loc := resp.Header.Get("Location")
-	if !strings.HasPrefix(loc, g.origin+"/.gatehouse/idp/") {
-		t.Fatalf("redirected to %q, want the built-in provider", loc)
+	if !strings.HasPrefix(loc, idp) {
+		t.Fatalf("redirected to %q, want the provider at %s", loc, idp)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cb, err := testenv.Login(ctx, c, loc, user, password, g.origin+"/.gatehouse/callback")
+	authURL, err := url.Parse(loc)
 	if err != nil {
-		t.Fatalf("login: %v", err)
+		t.Fatal(err)
 	}
-	resp = fetch(t, c, cb.String(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), loginTimeout)
+	defer cancel()
+	callback, err = testenv.Login(ctx, c, loc, user, password, origin+"/.gatehouse/callback")
+	if err != nil {
+		t.Fatalf("login as %s: %v", user, err)
+	}
+	resp = fetch(t, c, callback.String(), nil)
 	if resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("callback: status %d, want 303", resp.StatusCode)
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("callback: status %d, want 303; body:\n%s", resp.StatusCode, body)
 	}
-	if got := resp.Header.Get("Location"); got != g.origin+path {
-		t.Fatalf("callback redirects to %q, want %q", got, g.origin+path)
+	if got := resp.Header.Get("Location"); got != origin+path {
+		t.Fatalf("callback redirects to %q, want %q", got, origin+path)
 	}
-	return cb
+	return authURL, callback
+}
+
+// sessionCookie returns the value of the gh_session cookie in c's jar for
+// origin.
+func sessionCookie(t *testing.T, c *http.Client, origin string) string {
+	t.Helper()
+	u, _ := url.Parse(origin)
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == "gh_session" {
+			return ck.Value
+		}
+	}
+	t.Fatal("no gh_session cookie in the jar")
+	return ""
 }
 
 func fetch(t *testing.T, c *http.Client, u string, hdr http.Header) *http.Response {
@@ -274,16 +307,7 @@ func TestTamperedSessionCookieRefused(t *testing.T) {
 	g := startIdentity(t, "")
 	c := browser(t)
 	g.signIn(t, c, "/", "alice", "wonderland")
-	u, _ := url.Parse(g.origin)
-	var value string
-	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == "gh_session" {
-			value = ck.Value
-		}
-	}
-	if value == "" {
-		t.Fatal("no session cookie")
-	}
+	value := sessionCookie(t, c, g.origin)
 	for name, v := range map[string]string{
 		"flipped":   value[:len(value)-2] + flip(value[len(value)-2]) + value[len(value)-1:],
 		"truncated": value[:len(value)/2],

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -99,13 +98,7 @@ func TestWebSocketEchoClosedAtLogout(t *testing.T) {
 	g, addr := startWebSocketGatehouse(t)
 	c := browser(t)
 	g.signIn(t, c, "/", "alice", "wonderland")
-	u, _ := url.Parse(g.origin)
-	var cookie string
-	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == "gh_session" {
-			cookie = "Cookie: gh_session=" + ck.Value
-		}
-	}
+	cookie := "Cookie: gh_session=" + sessionCookie(t, c, g.origin)
 	conn, br, status := dialWebSocket(t, addr, "/ws/echo", "websocket", cookie)
 	if status != http.StatusSwitchingProtocols {
 		t.Fatalf("upgrade: %d, want 101", status)
@@ -140,13 +133,7 @@ func TestUpgradesRefusedUnlessAllowed(t *testing.T) {
 	g, addr := startWebSocketGatehouse(t)
 	c := browser(t)
 	g.signIn(t, c, "/", "alice", "wonderland")
-	u, _ := url.Parse(g.origin)
-	var cookie string
-	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == "gh_session" {
-			cookie = "Cookie: gh_session=" + ck.Value
-		}
-	}
+	cookie := "Cookie: gh_session=" + sessionCookie(t, c, g.origin)
 	for _, tc := range []struct {
 		name, path, upgrade, cookie string
 		status                      int

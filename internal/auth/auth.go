@@ -123,7 +123,6 @@ type Options struct {
 // use; a configuration reload builds a new one over the same store.
 type Gate struct {
 	opts      Options
-	origin    string // PublicURL as scheme://host[:port]
 	secure    bool   // cookies get Secure and __Host-
 	cookie    string // the session cookie's name as sent
 	providers map[string]*oidc.Provider
@@ -132,9 +131,9 @@ type Gate struct {
 
 	routeFor func(host, path string) *Route // set by SetRouter
 
-	refreshes flight     // one refresh per session at a time
-	replaced  replaceMap // old cookie → refreshed session, for in-flight requests
-	usedState stateSet   // flow states already redeemed
+	refreshes flight            // one refresh per session at a time
+	replaced  replaceMap        // old cookie → refreshed session, for in-flight requests
+	usedState *oidc.ReplayCache // flow states already redeemed
 }
 
 // New validates opts and returns a Gate.
@@ -180,10 +179,11 @@ func New(opts Options) (*Gate, error) {
 	h.Assertion = http.CanonicalHeaderKey(h.Assertion)
 	g := &Gate{
 		opts:      opts,
-		origin:    opts.PublicURL.Scheme + "://" + opts.PublicURL.Host,
 		secure:    opts.PublicURL.Scheme == "https",
 		providers: map[string]*oidc.Provider{},
 		cop:       http.NewCrossOriginProtection(),
+		// A state is refused again for as long as its flow could live.
+		usedState: oidc.NewReplayCache(oidc.MaxFlowAge+time.Minute, maxStates),
 	}
 	g.cookie = session.CookieName(opts.CookieName, g.secure)
 	for _, p := range opts.Providers {
@@ -200,9 +200,6 @@ func New(opts Options) (*Gate, error) {
 // can offer the providers of the route a user is going to. Call it once,
 // before serving.
 func (g *Gate) SetRouter(fn func(host, path string) *Route) { g.routeFor = fn }
-
-// Origin returns gatehouse's public origin.
-func (g *Gate) Origin() string { return g.origin }
 
 // RouteOptions configures a route's access.
 type RouteOptions struct {
@@ -265,9 +262,6 @@ func (g *Gate) Route(opts RouteOptions) (*Route, error) {
 // proxy copies exactly these from the checked request to the outbound one.
 func (rt *Route) HeaderNames() []string { return rt.headers }
 
-// Name returns the route's name.
-func (rt *Route) Name() string { return rt.opts.Name }
-
 // recordOf returns the request's audit record, or a throwaway one for
 // requests that did not come through audit.Handler (in-process calls).
 func recordOf(ctx context.Context) *audit.Record {
@@ -276,6 +270,9 @@ func recordOf(ctx context.Context) *audit.Record {
 	}
 	return &audit.Record{}
 }
+
+// maxStates bounds the redeemed-state cache.
+const maxStates = 100_000
 
 // flight runs one function per key at a time; callers for the same key
 // wait for and share its result.
@@ -310,38 +307,4 @@ func (f *flight) do(key string, fn func() *refreshResult) *refreshResult {
 	}()
 	c.val = fn()
 	return c.val
-}
-
-// stateSet remembers redeemed login states until their flows would have
-// expired anyway, so a replayed callback fails even when the attacker kept
-// the flow cookie.
-type stateSet struct {
-	mu   sync.Mutex // guards seen
-	seen map[string]time.Time
-}
-
-const maxStates = 100_000
-
-// first records state and reports whether it was new.
-func (s *stateSet) first(state string, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.seen == nil {
-		s.seen = map[string]time.Time{}
-	}
-	if _, ok := s.seen[state]; ok {
-		return false
-	}
-	if len(s.seen) >= maxStates {
-		for k, t := range s.seen {
-			if now.Sub(t) > oidc.MaxFlowAge+time.Minute {
-				delete(s.seen, k)
-			}
-		}
-		if len(s.seen) >= maxStates {
-			return false // fail closed under a flood
-		}
-	}
-	s.seen[state] = now
-	return true
 }

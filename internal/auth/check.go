@@ -66,18 +66,17 @@ type Principal struct {
 	// Method is MethodSession or MethodBearer.
 	Method string
 	// Provider is the provider's configured name (sessions only).
-	Provider                string
-	Issuer, Subject         string
-	Email, Name, Username   string
-	EmailVerified           bool
-	Groups                  []string
-	Claims                  map[string]any
-	SessionRef              string    // audit reference of the session or token
-	CreatedAt, ExpiresAt    time.Time // the session's (or token's) times
-	session                 *session.Session
-	cacheKey                string // assertion cache key
-	providerSID, idTokenRaw string
-	accessToken             string // for PassAccessToken routes
+	Provider              string
+	Issuer, Subject       string
+	Email, Name, Username string
+	EmailVerified         bool
+	Groups                []string
+	Claims                map[string]any
+	SessionRef            string    // audit reference of the session or token
+	CreatedAt, ExpiresAt  time.Time // the session's (or token's) times
+	session               *session.Session
+	cacheKey              string // assertion cache key
+	accessToken           string // for PassAccessToken routes
 }
 
 // Check authenticates req, applies rt's policy and returns the outcome. It
@@ -208,8 +207,6 @@ func sessionPrincipal(s *session.Session) *Principal {
 		CreatedAt:     s.CreatedAt,
 		ExpiresAt:     s.AbsoluteExpiry,
 		session:       s,
-		providerSID:   s.SID,
-		idTokenRaw:    s.IDTokenHint,
 		accessToken:   s.Extra[extraAccessToken],
 	}
 	p.cacheKey = p.SessionRef

@@ -211,7 +211,7 @@ func (g *Gate) serveCallback(w http.ResponseWriter, r *http.Request, host string
 		fail(http.StatusBadRequest, "This sign-in took too long. Start again.", ReasonFlowExpired)
 		return
 	}
-	if !g.usedState.first(f.State, now) {
+	if !g.usedState.First(f.State, now) {
 		fail(http.StatusBadRequest, "This sign-in has already been used. Start again.", ReasonFlowReplayed)
 		return
 	}

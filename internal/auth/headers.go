@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse-proxy/gatehouse/internal/assertion"
+	"github.com/gatehouse-proxy/gatehouse/internal/oidc"
 )
 
 // identityHeaders builds the headers that tell the upstream who the user
@@ -38,7 +39,7 @@ func (rt *Route) identityHeaders(p *Principal, host string) []Header {
 		}
 	}
 	for name, claim := range rt.opts.IdentityHeaders {
-		v, ok := lookupClaim(p.Claims, claim)
+		v, ok := oidc.LookupClaim(p.Claims, claim)
 		if !ok {
 			continue
 		}

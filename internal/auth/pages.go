@@ -6,6 +6,8 @@ import (
 	"html/template"
 	"net/http"
 	"strings"
+
+	"github.com/gatehouse-proxy/gatehouse/internal/audit"
 )
 
 // pageCSP allows nothing but the page's own inline style: the pages load
@@ -84,11 +86,11 @@ func (g *Gate) writePage(w http.ResponseWriter, r *http.Request, status int, nam
 // code and request ID but never an internal cause.
 func (g *Gate) writeError(w http.ResponseWriter, r *http.Request, status int, msg, reason string) {
 	rec := recordOf(r.Context())
-	if rec.Decision == "" || rec.Decision == "allow" {
+	if rec.Decision == "" || rec.Decision == audit.DecisionAllow {
 		if status >= 500 {
-			rec.Decision = "error"
+			rec.Decision = audit.DecisionError
 		} else {
-			rec.Decision = "deny"
+			rec.Decision = audit.DecisionDeny
 		}
 	}
 	if reason != "" {

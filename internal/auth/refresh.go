@@ -146,7 +146,7 @@ func (g *Gate) extra(id *oidc.Identity) map[string]string {
 		m[extraAccessToken] = id.AccessToken
 	}
 	for _, name := range g.opts.KeepClaims {
-		v, ok := lookupClaim(id.Claims, name)
+		v, ok := oidc.LookupClaim(id.Claims, name)
 		if !ok {
 			continue
 		}
@@ -161,37 +161,6 @@ func (g *Gate) extra(id *oidc.Identity) map[string]string {
 		return nil
 	}
 	return m
-}
-
-// lookupClaim finds a claim by exact name, then by dotted path.
-func lookupClaim(claims map[string]any, name string) (any, bool) {
-	if v, ok := claims[name]; ok {
-		return v, true
-	}
-	cur := any(claims)
-	for {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		head, rest, more := cut(name)
-		if cur, ok = m[head]; !ok {
-			return nil, false
-		}
-		if !more {
-			return cur, true
-		}
-		name = rest
-	}
-}
-
-func cut(s string) (string, string, bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '.' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }
 
 // replaceMap remembers, for replaceTTL, which session a refreshed cookie

@@ -6,15 +6,16 @@ import (
 	"strings"
 
 	josejson "github.com/go-jose/go-jose/v4/json"
+	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 // maxClaimsBytes caps a UserInfo response.
 const maxClaimsBytes = 64 << 10
 
-// lookupClaim finds a claim by name: the top-level claim of that exact name
+// LookupClaim finds a claim by name: the top-level claim of that exact name
 // first (some providers use URLs with dots as claim names), then the dotted
 // path through nested objects ("realm_access.roles").
-func lookupClaim(claims map[string]any, name string) (any, bool) {
+func LookupClaim(claims map[string]any, name string) (any, bool) {
 	if v, ok := claims[name]; ok {
 		return v, true
 	}
@@ -70,4 +71,16 @@ func decodeStrict(r io.Reader) (map[string]any, error) {
 		return nil, errors.New("response is not a strict JSON object")
 	}
 	return m, nil
+}
+
+// decodeClaims decodes a verified JWT payload strictly (go-jose's JSON:
+// duplicate keys refused, names case-sensitive) into the registered claims
+// and the map of all claims.
+func decodeClaims(payload []byte) (jwt.Claims, map[string]any, error) {
+	var std jwt.Claims
+	var all map[string]any
+	if josejson.Unmarshal(payload, &std) != nil || josejson.Unmarshal(payload, &all) != nil || all == nil {
+		return std, nil, errors.New("claims are not a strict JSON object")
+	}
+	return std, all, nil
 }

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-jose/go-jose/v4/jwt"
-
 	"github.com/gatehouse-proxy/gatehouse/internal/token"
 )
 
@@ -53,15 +51,9 @@ func (p *Provider) VerifyLogoutToken(ctx context.Context, raw string) (*LogoutRe
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrLogoutToken, token.Reason(err))
 	}
-	_ = payload
-	tok, err := jwt.ParseSigned(raw, joseAlgs(p.opts.Algorithms))
+	std, all, err := decodeClaims(payload)
 	if err != nil {
-		return nil, fmt.Errorf("%w: malformed", ErrLogoutToken)
-	}
-	var std jwt.Claims
-	var all map[string]any
-	if err := tok.UnsafeClaimsWithoutVerification(&std, &all); err != nil {
-		return nil, fmt.Errorf("%w: claims are not strict JSON", ErrLogoutToken)
+		return nil, fmt.Errorf("%w: %w", ErrLogoutToken, err)
 	}
 	now := p.opts.Now()
 	sid, _ := all["sid"].(string)
@@ -88,39 +80,48 @@ func (p *Provider) VerifyLogoutToken(ctx context.Context, raw string) (*LogoutRe
 	case std.Subject == "" && sid == "":
 		return nil, fmt.Errorf("%w: neither sub nor sid", ErrLogoutToken)
 	}
-	if std.ID != "" && !p.replays.first(std.Issuer+"\x00"+std.ID, now) {
+	if std.ID != "" && !p.replays.First(std.Issuer+"\x00"+std.ID, now) {
 		return nil, fmt.Errorf("%w: jti replayed", ErrLogoutToken)
 	}
 	return &LogoutRequest{Issuer: std.Issuer, Subject: std.Subject, SID: sid}, nil
 }
 
-// replayCache remembers logout token IDs for maxLogoutTokenAge plus the
-// leeway, bounded in size.
-type replayCache struct {
+// maxReplayEntries bounds the logout token IDs remembered.
+const maxReplayEntries = 10_000
+
+// ReplayCache remembers keys (logout token IDs, redeemed login states) for
+// a time-to-live, so that a second use is refused. It is bounded: when full,
+// it drops entries older than the TTL, and if still full it refuses every
+// new key (fail closed under a flood). It is safe for concurrent use.
+type ReplayCache struct {
+	ttl time.Duration
+	max int
+
 	mu   sync.Mutex // guards seen
 	seen map[string]time.Time
 }
 
-const maxReplayEntries = 10_000
+// NewReplayCache returns a cache that remembers keys for ttl, at most max
+// at once.
+func NewReplayCache(ttl time.Duration, max int) *ReplayCache {
+	return &ReplayCache{ttl: ttl, max: max, seen: map[string]time.Time{}}
+}
 
-// first records key and reports whether it was not seen before.
-func (c *replayCache) first(key string, now time.Time) bool {
+// First records key and reports whether it was not seen before.
+func (c *ReplayCache) First(key string, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.seen == nil {
-		c.seen = map[string]time.Time{}
-	}
 	if _, ok := c.seen[key]; ok {
 		return false
 	}
-	if len(c.seen) >= maxReplayEntries {
+	if len(c.seen) >= c.max {
 		for k, t := range c.seen {
-			if now.Sub(t) > maxLogoutTokenAge+DefaultLeeway {
+			if now.Sub(t) > c.ttl {
 				delete(c.seen, k)
 			}
 		}
-		if len(c.seen) >= maxReplayEntries {
-			return false // fail closed: a flood of distinct tokens
+		if len(c.seen) >= c.max {
+			return false
 		}
 	}
 	c.seen[key] = now

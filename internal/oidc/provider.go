@@ -14,8 +14,6 @@ import (
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
-	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/oauth2"
 
 	"github.com/gatehouse-proxy/gatehouse/internal/token"
@@ -111,7 +109,7 @@ type Provider struct {
 	lastTry time.Time
 	lastErr error
 
-	replays replayCache // logout token IDs seen
+	replays *ReplayCache // logout token IDs seen
 }
 
 // metadata is what discovery found, immutable once built.
@@ -164,7 +162,8 @@ func NewProvider(opts ProviderOptions) (*Provider, error) {
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("oidc provider %s: %s", opts.Name, strings.Join(problems, "; "))
 	}
-	return &Provider{opts: opts, client: opts.HTTPClient}, nil
+	return &Provider{opts: opts, client: opts.HTTPClient,
+		replays: NewReplayCache(maxLogoutTokenAge+DefaultLeeway, maxReplayEntries)}, nil
 }
 
 // Name returns the provider's configured name.
@@ -416,7 +415,7 @@ func (p *Provider) completeIdentity(ctx context.Context, m *metadata, id *Identi
 	id.Expiry = exp
 	needInfo := id.Claims == nil
 	if !needInfo {
-		_, has := lookupClaim(id.Claims, p.opts.GroupsClaim)
+		_, has := LookupClaim(id.Claims, p.opts.GroupsClaim)
 		needInfo = !has
 	}
 	if !needInfo || m.userInfoURL == "" || tok.AccessToken == "" {
@@ -482,20 +481,18 @@ func (p *Provider) verifyIDToken(ctx context.Context, m *metadata, raw, nonce, w
 	// The signature first, for a typed error: go-oidc flattens its key
 	// set's errors into text, and an unknown key (a rotation within the
 	// refetch floor) or an unreachable JWKS is worth retrying.
-	if _, err := m.keys.VerifySignatureTrusted(ctx, raw); err != nil {
+	payload, err := m.keys.VerifySignatureTrusted(ctx, raw)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrIDToken, token.Reason(err), err)
 	}
 	if _, err := m.verifier.Verify(p.ctx(ctx), raw); err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrIDToken, idTokenReason(err))
 	}
-	tok, err := jwt.ParseSigned(raw, joseAlgs(p.opts.Algorithms))
+	// The claims go-oidc decoded with encoding/json are not used: these
+	// come from the same verified payload, decoded strictly.
+	std, all, err := decodeClaims(payload)
 	if err != nil {
-		return nil, fmt.Errorf("%w: malformed", ErrIDToken)
-	}
-	var all map[string]any
-	var std jwt.Claims
-	if err := tok.UnsafeClaimsWithoutVerification(&std, &all); err != nil {
-		return nil, fmt.Errorf("%w: claims are not strict JSON", ErrIDToken)
+		return nil, fmt.Errorf("%w: %w", ErrIDToken, err)
 	}
 	now := p.opts.Now()
 	switch {
@@ -550,7 +547,7 @@ func (p *Provider) fillFromClaims(id *Identity) {
 	id.Username, _ = c["preferred_username"].(string)
 	id.SID, _ = c["sid"].(string)
 	id.Groups = nil
-	if v, ok := lookupClaim(c, p.opts.GroupsClaim); ok {
+	if v, ok := LookupClaim(c, p.opts.GroupsClaim); ok {
 		id.Groups = stringList(v)
 	}
 }
@@ -580,14 +577,6 @@ func (p *Provider) EndSessionURL(ctx context.Context, idTokenHint, postLogoutRed
 	}
 	u.RawQuery = q.Encode()
 	return u.String()
-}
-
-func joseAlgs(algs []string) []jose.SignatureAlgorithm {
-	out := make([]jose.SignatureAlgorithm, len(algs))
-	for i, a := range algs {
-		out[i] = jose.SignatureAlgorithm(a)
-	}
-	return out
 }
 
 // idTokenReason names the go-oidc check that failed, without its message

@@ -287,12 +287,12 @@ func TestLookupClaimDottedPath(t *testing.T) {
 		"https://example/roles": "x",
 	}
 	for name, want := range map[string]string{"groups": "a", "realm_access.roles": "r1,r2", "https://example/roles": "x"} {
-		v, ok := lookupClaim(claims, name)
+		v, ok := LookupClaim(claims, name)
 		if !ok || strings.Join(stringList(v), ",") != want {
 			t.Errorf("%s = %v, %v", name, v, ok)
 		}
 	}
-	if _, ok := lookupClaim(claims, "realm_access.missing"); ok {
+	if _, ok := LookupClaim(claims, "realm_access.missing"); ok {
 		t.Error("missing nested claim found")
 	}
 }

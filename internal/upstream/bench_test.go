@@ -81,19 +81,9 @@ func TestPickDoesNotAllocate(t *testing.T) {
 	}
 }
 
-// BenchmarkPick measures pick plus release per policy over three targets,
-// against the existing RoundRobin as the baseline.
+// BenchmarkPick measures pick plus release per policy over three targets.
 func BenchmarkPick(b *testing.B) {
 	policies, req, _ := benchPolicies(b, PoolOptions{})
-	b.Run("baseline_round_robin", func(b *testing.B) {
-		rr := &RoundRobin{targets: []*Target{testTarget(0), testTarget(1), testTarget(2)}}
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := rr.Pick(req); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
 	for _, name := range []string{"round_robin", "least_conn", "random_two", "hash_cookie", "hash_header", "hash_client_ip", "hash_no_key"} {
 		pol := policies[name]
 		b.Run(name, func(b *testing.B) {

@@ -11,8 +11,8 @@ import (
 
 // This file holds a pool's members and their health state. The selection
 // policies (pick.go, hash.go), the active checker (health.go) and the
-// connection limiter (limit.go) all work on it. Nothing here is wired into
-// Upstream yet: Upstream still uses RoundRobin over its targets.
+// connection limiter (limit.go) all work on it; Upstream (upstream.go)
+// builds them from its Options.
 //
 // Hot-path rule: everything a policy reads per request is an atomic word on
 // the Member, and the clock is read only while some member is ejected or

@@ -88,8 +88,8 @@ func TestFullOutageRetriesCapped(t *testing.T) {
 			t.Fatal("request to a dead pool succeeded")
 		}
 	}
-	if up.budget.retries > 20+retryMinimum {
-		t.Errorf("%d retries for 100 requests during a full outage, want at most about a fifth", up.budget.retries)
+	if n := up.budget.retries.Load(); n > 20+retryMinimum {
+		t.Errorf("%d retries for 100 requests during a full outage, want at most about a fifth", n)
 	}
 }
 

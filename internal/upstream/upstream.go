@@ -1,9 +1,9 @@
 // Package upstream holds the applications gatehouse forwards to: each
-// Upstream is an http.RoundTripper that picks one of its targets through a
-// Picker and sends the request over a keep-alive pool tuned for high
-// concurrency. Selection sits behind the Picker interface so load-balancing
-// policies, health checks and retries can replace round robin without the
-// proxy noticing.
+// Upstream is an http.RoundTripper over a Pool of targets. A Balancer
+// (round robin, least_conn, random_two, consistent hashing) picks a target
+// that health checks have not taken out; the request goes over a keep-alive
+// pool tuned for high concurrency and is retried on another target when
+// that is safe.
 package upstream
 
 import (
@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -29,29 +28,8 @@ type Target struct {
 	host   string // host:port, as in url.URL.Host
 }
 
-// Picker chooses the target for a request. Implementations must be safe for
-// concurrent use and should not allocate.
-type Picker interface {
-	Pick(r *http.Request) (*Target, error)
-}
-
 // ErrNoTarget is returned when no target can take the request.
 var ErrNoTarget = errors.New("no upstream target available")
-
-// RoundRobin cycles through targets in order.
-type RoundRobin struct {
-	targets []*Target
-	next    atomic.Uint64
-}
-
-// Pick returns the next target in turn.
-func (rr *RoundRobin) Pick(*http.Request) (*Target, error) {
-	if len(rr.targets) == 0 {
-		return nil, ErrNoTarget
-	}
-	n := rr.next.Add(1) - 1
-	return rr.targets[n%uint64(len(rr.targets))], nil
-}
 
 // Options configures an Upstream.
 type Options struct {
@@ -369,14 +347,15 @@ func (u *Upstream) try(req *http.Request, m *Member, release func()) (*http.Resp
 }
 
 // retryBudget caps retries at a fifth of the recent requests, with a
-// floor of 3 per window, counting in windows of 10 s (Envoy's and
-// Finagle's retry budgets, simplified): during an outage every request may
-// fail, but retries add at most 20 % to the load.
+// floor of 3 per window of 10 s (Envoy's and Finagle's retry budgets,
+// simplified): during an outage every request may fail, but retries add at
+// most 20 % to the load. Counting a request is one atomic add; the window
+// moves on only when a retry is asked for, so the hot path reads no clock.
+// The counts are approximate under races, which a budget tolerates.
 type retryBudget struct {
-	mu       sync.Mutex // guards the fields below
-	start    time.Time
-	requests int
-	retries  int
+	start    atomic.Int64 // the window's start, Unix nanoseconds; 0 before the first retry
+	requests atomic.Int64
+	retries  atomic.Int64
 }
 
 const (
@@ -385,28 +364,22 @@ const (
 	retryMinimum = 3
 )
 
-func (b *retryBudget) roll(now time.Time) {
-	if now.Sub(b.start) > retryWindow {
-		b.start, b.requests, b.retries = now, 0, 0
-	}
-}
-
-func (b *retryBudget) request() {
-	b.mu.Lock()
-	b.roll(time.Now())
-	b.requests++
-	b.mu.Unlock()
-}
+func (b *retryBudget) request() { b.requests.Add(1) }
 
 // retry takes one retry from the budget, or reports false.
 func (b *retryBudget) retry() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.roll(time.Now())
-	if b.retries >= max(retryMinimum, b.requests/retryRatio) {
+	now := time.Now().UnixNano()
+	switch start := b.start.Load(); {
+	case start == 0:
+		b.start.CompareAndSwap(0, now)
+	case now-start > int64(retryWindow) && b.start.CompareAndSwap(start, now):
+		b.requests.Store(0)
+		b.retries.Store(0)
+	}
+	if b.retries.Add(1) > max(retryMinimum, b.requests.Load()/retryRatio) {
+		b.retries.Add(-1)
 		return false
 	}
-	b.retries++
 	return true
 }
 
