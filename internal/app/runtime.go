@@ -12,7 +12,6 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/internal/config"
 	"github.com/gatehouse-proxy/gatehouse/internal/idheader"
 	"github.com/gatehouse-proxy/gatehouse/internal/listener"
-	"github.com/gatehouse-proxy/gatehouse/internal/policy"
 	"github.com/gatehouse-proxy/gatehouse/internal/proxy"
 	"github.com/gatehouse-proxy/gatehouse/internal/secret"
 	"github.com/gatehouse-proxy/gatehouse/internal/upstream"
@@ -111,7 +110,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 	rt.gate = gate
 	var routes []*proxy.Route
 	for _, rc := range cfg.Routes {
-		pol, err := policy.Compile(rc.Policy.PolicyOptions())
+		pol, err := rc.Policy.Compiled()
 		if err != nil {
 			return nil, fmt.Errorf("route %s: %w", rc.Name, err)
 		}

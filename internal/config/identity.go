@@ -1,6 +1,10 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/internal/policy"
+)
 
 // Identity configures authentication.
 type Identity struct {
@@ -197,6 +201,8 @@ type Policy struct {
 
 	// Deny rules are tried first; the first that matches denies.
 	Deny []Rule `yaml:"deny"`
+
+	compiled *policy.Policy // set by validation
 }
 
 // Rule is a conjunction: every condition that is set must hold.

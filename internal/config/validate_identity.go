@@ -69,6 +69,16 @@ func (p *Policy) PolicyOptions() policy.Options {
 	return policy.Options{Allow: conv(p.Allow), Deny: conv(p.Deny), Public: p.Public}
 }
 
+// Compiled returns the compiled policy: the one validation built (so CEL
+// is compiled once per load), or a new compilation for a Policy that was
+// not validated.
+func (p *Policy) Compiled() (*policy.Policy, error) {
+	if p != nil && p.compiled != nil {
+		return p.compiled, nil
+	}
+	return policy.Compile(p.PolicyOptions())
+}
+
 // ClaimNames returns the claims a route's policy conditions and identity
 // headers read, which sessions must keep.
 func (r *Route) ClaimNames() []string {
@@ -298,8 +308,9 @@ func definedProviders(names []string) string {
 // policy compiles the policy to report its problems (bad globs, CEL that
 // does not type-check, ...) at their position.
 func (v *validator) policy(pol *Policy, p string) {
-	_, err := policy.Compile(pol.PolicyOptions())
+	compiled, err := policy.Compile(pol.PolicyOptions())
 	if err == nil {
+		pol.compiled = compiled
 		return
 	}
 	index := map[string]string{}
