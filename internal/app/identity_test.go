@@ -730,3 +730,21 @@ func TestRefusedRefreshEndsSession(t *testing.T) {
 		t.Error("no audit record with reason refresh-failed")
 	}
 }
+
+func TestUpstreamCannotSetGatehouseCookies(t *testing.T) {
+	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, c := range []string{"gh_session=planted; Path=/", "app=1; Path=/", "__Host-gh_flow_abc=x; Path=/; Secure", "gh_session_x=kept"} {
+			w.Header().Add("Set-Cookie", c)
+		}
+	}))
+	g := start(t, oneRoute(up.URL, ""))
+	resp, err := client().Get(g.url("public") + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got := strings.Join(resp.Header["Set-Cookie"], " | ")
+	if got != "app=1; Path=/ | gh_session_x=kept" {
+		t.Errorf("Set-Cookie reaching the client = %q, want only the app's own cookies", got)
+	}
+}

@@ -487,21 +487,26 @@ func (h *Handler) serveInternal(w http.ResponseWriter, r *http.Request, host, pa
 // through, the app).
 func stripOwnCookies(hdr http.Header, own func(string) bool) {
 	sc := hdr["Set-Cookie"]
-	if len(sc) == 0 {
-		return
-	}
-	kept := sc[:0:0]
-	for _, line := range sc {
+	for i, line := range sc {
 		name, _, _ := strings.Cut(line, "=")
-		if own(strings.TrimSpace(name)) {
+		if !own(strings.TrimSpace(name)) {
 			continue
 		}
-		kept = append(kept, line)
-	}
-	if len(kept) == 0 {
-		delete(hdr, "Set-Cookie")
-	} else if len(kept) != len(sc) {
-		hdr["Set-Cookie"] = kept
+		// Found one: copy the others (the common case, none, allocates
+		// nothing).
+		kept := append([]string(nil), sc[:i]...)
+		for _, l := range sc[i+1:] {
+			n, _, _ := strings.Cut(l, "=")
+			if !own(strings.TrimSpace(n)) {
+				kept = append(kept, l)
+			}
+		}
+		if len(kept) == 0 {
+			delete(hdr, "Set-Cookie")
+		} else {
+			hdr["Set-Cookie"] = kept
+		}
+		return
 	}
 }
 
