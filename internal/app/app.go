@@ -10,10 +10,13 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"github.com/gatehouse-proxy/gatehouse/internal/auth"
+	"github.com/gatehouse-proxy/gatehouse/internal/haproxy"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"reflect"
 	"strconv"
 	"strings"
@@ -66,6 +69,8 @@ type App struct {
 	adminLn net.Listener
 	certs   []*listener.CertReloader
 	watches []certWatch // started by Run, stopped before it returns
+	agent   *haproxy.Agent
+	agentLn net.Listener
 }
 
 type certWatch struct {
@@ -132,8 +137,22 @@ func (a *App) public() http.Handler {
 	return audit.Handler(a.audit, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		inFlight.Inc()
 		defer inFlight.Dec()
-		a.rt.Load().proxy.ServeHTTP(w, r)
+		rt := a.rt.Load()
+		if rt.forwardAuth != nil && r.URL.Path == haproxy.PathForwardAuth {
+			// Before the proxy, which strips the X-Forwarded-Uri and
+			// X-Original-URL headers forward-auth reads (from trusted
+			// callers only).
+			rt.forwardAuth.ServeHTTP(w, r)
+			return
+		}
+		rt.proxy.ServeHTTP(w, r)
 	}))
+}
+
+// verdictRoute is the SPOE agent's and forward-auth's route lookup: the
+// running configuration's proxy routes.
+func (a *App) verdictRoute(host, path string) *auth.Route {
+	return a.rt.Load().authRoute(host, path)
 }
 
 func (a *App) listen(cfg *config.Config) error {
@@ -174,6 +193,27 @@ func (a *App) listen(cfg *config.Config) error {
 		}
 		a.servers = append(a.servers, sv)
 	}
+	if sc := cfg.SPOE; sc.Address != "" {
+		ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", sc.Address)
+		if err != nil {
+			return fmt.Errorf("spoe agent: %w", err)
+		}
+		agent, err := haproxy.NewAgent(haproxy.AgentOptions{
+			Route:        a.verdictRoute,
+			Trusted:      func(ip netip.Addr) bool { return a.rt.Load().trust.Contains(ip) },
+			Audit:        a.audit,
+			MaxFrameSize: uint32(sc.MaxFrameSize),
+			Timeout:      sc.Timeout.D(),
+			MaxInFlight:  sc.MaxInFlight,
+			Observe:      a.metrics.SPOEVerdict,
+			Log:          a.log.With("listener", "spoe"),
+		})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		a.agent, a.agentLn = agent, ln
+	}
 	if cfg.Admin.Address != "off" {
 		ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", cfg.Admin.Address)
 		if err != nil {
@@ -198,6 +238,9 @@ func (a *App) closeListeners() {
 	if a.adminLn != nil {
 		a.adminLn.Close()
 	}
+	if a.agentLn != nil {
+		a.agentLn.Close()
+	}
 }
 
 // isReady reports readiness: configuration loaded, listeners up, not
@@ -212,6 +255,9 @@ func (a *App) isReady() bool {
 func (a *App) Addr(name string) net.Addr {
 	if name == "admin" && a.adminLn != nil {
 		return a.adminLn.Addr()
+	}
+	if name == "spoe" && a.agentLn != nil {
+		return a.agentLn.Addr()
 	}
 	for _, s := range a.servers {
 		if s.name == name {
@@ -250,6 +296,14 @@ func (a *App) Run(ctx context.Context) error {
 			}
 		}()
 		a.log.Info("admin listening", "address", a.adminLn.Addr().String())
+	}
+	if a.agent != nil {
+		go func() {
+			if err := a.agent.Serve(a.agentLn); !errors.Is(err, haproxy.ErrAgentClosed) {
+				errc <- fmt.Errorf("spoe agent: %w", err)
+			}
+		}()
+		a.log.Info("SPOE agent listening", "address", a.agentLn.Addr().String())
 	}
 	wctx, stopWatch := context.WithCancel(context.Background())
 	var watchers sync.WaitGroup
@@ -292,6 +346,13 @@ func (a *App) Run(ctx context.Context) error {
 			if err := s.srv.Shutdown(sctx); err != nil {
 				a.log.Warn("drain incomplete; closing connections", "listener", s.name, "err", err)
 				s.srv.Close()
+			}
+		})
+	}
+	if a.agent != nil {
+		wg.Go(func() {
+			if err := a.agent.Shutdown(sctx); err != nil {
+				a.log.Warn("SPOE agent drain incomplete; connections closed", "err", err)
 			}
 		})
 	}
@@ -366,6 +427,9 @@ func restartOnly(old, cur *config.Config) string {
 	}
 	if old.Admin.Address != cur.Admin.Address {
 		changed = append(changed, "admin.address")
+	}
+	if old.SPOE != cur.SPOE {
+		changed = append(changed, "spoe")
 	}
 	if old.Audit != cur.Audit {
 		changed = append(changed, "audit")

@@ -192,6 +192,7 @@ type auditRecord struct {
 	Status    int    `json:"status"`
 	TLS       bool   `json:"tls"`
 	Proto     string `json:"proto"`
+	Via       string `json:"via"`
 }
 
 // records stops gatehouse (records are flushed when Run returns) and

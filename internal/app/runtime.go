@@ -10,6 +10,7 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/internal/audit"
 	"github.com/gatehouse-proxy/gatehouse/internal/auth"
 	"github.com/gatehouse-proxy/gatehouse/internal/config"
+	"github.com/gatehouse-proxy/gatehouse/internal/haproxy"
 	"github.com/gatehouse-proxy/gatehouse/internal/idheader"
 	"github.com/gatehouse-proxy/gatehouse/internal/listener"
 	"github.com/gatehouse-proxy/gatehouse/internal/proxy"
@@ -21,12 +22,13 @@ import (
 // reload builds a new runtime and swaps it in atomically, so a request sees
 // one configuration from start to end.
 type runtime struct {
-	cfg        *config.Config
-	proxy      *proxy.Handler
-	upstreams  []*upstream.Upstream
-	adminToken secret.Value
-	trust      listener.Trust
-	gate       *auth.Gate
+	cfg         *config.Config
+	proxy       *proxy.Handler
+	upstreams   []*upstream.Upstream
+	adminToken  secret.Value
+	trust       listener.Trust
+	gate        *auth.Gate
+	forwardAuth *haproxy.ForwardAuth // nil unless forward_auth
 }
 
 // build turns a validated configuration into a runtime. It resolves
@@ -155,16 +157,30 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	gate.SetRouter(func(host, path string) *auth.Route {
-		if r, ok := ph.Match(host, path); ok {
-			if g, ok := r.Guard.(*auth.Route); ok {
-				return g
-			}
-		}
-		return nil
-	})
 	rt.proxy = ph
+	gate.SetRouter(rt.authRoute)
+	if cfg.ForwardAuth {
+		rt.forwardAuth, err = haproxy.NewForwardAuth(haproxy.ForwardAuthOptions{
+			Route:     rt.authRoute,
+			Trusted:   rt.trust.Contains,
+			RequestID: h.RequestID,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	return rt, nil
+}
+
+// authRoute returns the access check of the route for a canonical host
+// and path, or nil.
+func (rt *runtime) authRoute(host, path string) *auth.Route {
+	if r, ok := rt.proxy.Match(host, path); ok {
+		if g, ok := r.Guard.(*auth.Route); ok {
+			return g
+		}
+	}
+	return nil
 }
 
 // close releases what a retired runtime holds once its requests are done:

@@ -115,7 +115,17 @@ type Record struct {
 	TLS bool
 	// Proto is the protocol version, such as "HTTP/1.1" or "HTTP/2.0".
 	Proto string
+	// Via says how the request reached gatehouse when it was not proxied:
+	// ViaSPOE for a verdict asked by HAProxy's SPOE filter, ViaForwardAuth
+	// for a forward-auth subrequest. Empty for proxied requests.
+	Via string
 }
+
+// Values of Record.Via.
+const (
+	ViaSPOE        = "spoe"
+	ViaForwardAuth = "forward-auth"
+)
 
 // AppendJSON appends r to b as one JSON object, without a trailing newline,
 // and returns the extended buffer. It allocates nothing when b has room.
@@ -177,6 +187,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		b = append(b, `,"tls":false`...)
 	}
 	b = appendOptional(b, `,"proto":`, r.Proto)
+	b = appendOptional(b, `,"via":`, r.Via)
 	return append(b, '}')
 }
 

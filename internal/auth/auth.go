@@ -258,6 +258,19 @@ func (g *Gate) Route(opts RouteOptions) (*Route, error) {
 	return rt, nil
 }
 
+// Name returns the route's name.
+func (rt *Route) Name() string { return rt.opts.Name }
+
+// Gate returns the gate the route belongs to.
+func (rt *Route) Gate() *Gate { return rt.g }
+
+// Headers returns the identity header names, in canonical form.
+func (g *Gate) Headers() Headers { return g.opts.Headers }
+
+// SessionCookieName is the session cookie's name as browsers send it
+// (with __Host- when public_url is https).
+func (g *Gate) SessionCookieName() string { return g.cookie }
+
 // HeaderNames lists every identity header the route may set upstream; the
 // proxy copies exactly these from the checked request to the outbound one.
 func (rt *Route) HeaderNames() []string { return rt.headers }

@@ -34,6 +34,11 @@ type Request struct {
 	// API reports that the client is a program (or a script), which gets
 	// 401 instead of a redirect to sign in.
 	API bool
+	// Relayed reports that the caller relays only the verdict (the SPOE
+	// agent, forward-auth): it cannot set a login flow cookie along with
+	// the redirect, so browsers are sent to /.gatehouse/login, which
+	// starts the flow on gatehouse's own HTTP listener.
+	Relayed bool
 }
 
 // Outcome is what Check decided.

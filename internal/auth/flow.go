@@ -67,11 +67,11 @@ func (rt *Route) startLogin(ctx context.Context, req *Request, now time.Time, ou
 	if err != nil {
 		returnTo = origin + "/"
 	}
-	switch len(rt.providers) {
-	case 0:
+	switch {
+	case len(rt.providers) == 0:
 		out.Status = http.StatusUnauthorized
 		out.WWWAuthenticate = `Bearer realm="gatehouse"`
-	case 1:
+	case len(rt.providers) == 1 && !req.Relayed:
 		g.beginFlow(ctx, rt.providers[0], returnTo, req.Host, req.Cookie, now, out)
 	default:
 		out.Status = http.StatusFound

@@ -341,16 +341,24 @@ func (g *Gate) writeOutcome(w http.ResponseWriter, r *http.Request, out *Outcome
 // than navigate, X-Requested-With), or is not a GET or HEAD (a redirect
 // would lose its body). Such requests get 401, never a sign-in redirect.
 func IsAPIRequest(r *http.Request) bool {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+	h := r.Header
+	return IsAPI(r.Method, h.Get("Accept"), h.Get("Sec-Fetch-Mode"), h.Get("X-Requested-With"))
+}
+
+// IsAPI is IsAPIRequest on the method and the values of the Accept,
+// Sec-Fetch-Mode and X-Requested-With headers, for front ends that pass
+// them one by one (SPOE).
+func IsAPI(method, accept, fetchMode, requestedWith string) bool {
+	if method != http.MethodGet && method != http.MethodHead {
 		return true
 	}
-	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
+	if fetchMode != "" && fetchMode != "navigate" {
 		return true
 	}
-	if r.Header.Get("X-Requested-With") != "" {
+	if requestedWith != "" {
 		return true
 	}
-	return wantsJSON(r)
+	return acceptsJSON(accept)
 }
 
 // watch returns a context that ends when p's credential does: at the

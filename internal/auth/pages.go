@@ -145,8 +145,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // wantsJSON reports whether the client prefers JSON to HTML (the same rule
 // as the proxy's error pages).
-func wantsJSON(r *http.Request) bool {
-	accept := r.Header.Get("Accept")
+func wantsJSON(r *http.Request) bool { return acceptsJSON(r.Header.Get("Accept")) }
+
+// acceptsJSON reports whether an Accept value prefers JSON to HTML.
+func acceptsJSON(accept string) bool {
 	j := strings.Index(accept, "json")
 	if j < 0 {
 		return false

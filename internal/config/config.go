@@ -60,6 +60,41 @@ type Config struct {
 	// exact host before a wildcard host before any host, then the longest
 	// path prefix. A request no route matches gets 404.
 	Routes []Route `yaml:"routes"`
+
+	// SPOE runs gatehouse as HAProxy's SPOE agent (topology B in
+	// docs/haproxy.md): HAProxy asks for a verdict on each request over
+	// SPOP, sets the identity headers from it and routes to the app
+	// itself. The verdict is the proxy's: same routes, same policy, same
+	// audit record (with via spoe).
+	SPOE SPOE `yaml:"spoe"`
+
+	// ForwardAuth serves the forward-auth endpoint /.gatehouse/auth to
+	// trusted_proxies, for nginx auth_request, Traefik forwardAuth, Caddy
+	// forward_auth and HAProxy's Lua auth-request (docs/haproxy.md).
+	// Callers outside trusted_proxies get 403. Default: false.
+	ForwardAuth bool `yaml:"forward_auth"`
+}
+
+// SPOE configures the SPOE agent.
+type SPOE struct {
+	// Address is where the agent listens for HAProxy's SPOP connections,
+	// such as 127.0.0.1:12345. Only trusted_proxies may connect. Empty
+	// means no agent. Changing it needs a restart. Default: empty.
+	Address string `yaml:"address"`
+
+	// Timeout bounds one verdict. Keep it below the agent's timeout
+	// processing in HAProxy's SPOE file: a later answer is dropped, and
+	// HAProxy refuses the request. Between 10ms and 10s. Default: 400ms.
+	Timeout Duration `yaml:"timeout"`
+
+	// MaxFrameSize is the largest SPOP frame accepted and announced; the
+	// handshake lowers it to HAProxy's (tune.bufsize - 4, 16380 by
+	// default). Between 256 and 1048576. Default: 16380.
+	MaxFrameSize int `yaml:"max_frame_size"`
+
+	// MaxInFlight bounds the verdicts decided at once; beyond it the
+	// agent stops reading until one finishes. Default: 1024.
+	MaxInFlight int `yaml:"max_in_flight"`
 }
 
 // Listener is one address gatehouse accepts connections on.
@@ -405,7 +440,10 @@ type Route struct {
 	// Default: /.
 	Path string `yaml:"path"`
 
-	// Upstream names the upstream in upstreams. Required.
+	// Upstream names the upstream in upstreams. A route without one only
+	// answers verdicts (spoe, forward_auth), for front ends that route
+	// themselves; the proxy answers requests on it with 404. Required
+	// unless spoe.address or forward_auth is set.
 	Upstream string `yaml:"upstream"`
 
 	// PreserveHost sends the client's Host header upstream instead of the
@@ -485,6 +523,7 @@ func Default() *Config {
 			Assertion: "X-Gatehouse-Assertion",
 		},
 		Admin: Admin{Address: "127.0.0.1:9090"},
+		SPOE:  SPOE{Timeout: Duration(400 * time.Millisecond), MaxFrameSize: 16380, MaxInFlight: 1024},
 		Audit: Audit{Output: "stdout"},
 		Log:   Log{Level: "info", Format: "json"},
 		Identity: Identity{

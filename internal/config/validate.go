@@ -80,6 +80,39 @@ func (v *validator) validate(c *Config) {
 	v.upstreams(c)
 	v.routes(c)
 	v.identity(c)
+	v.verdicts(c)
+}
+
+// verdicts checks the SPOE agent and forward-auth settings.
+func (v *validator) verdicts(c *Config) {
+	s := c.SPOE
+	if s.Address != "" {
+		if err := checkHostPort(s.Address); err != nil {
+			v.errorf("spoe.address", "%v", err)
+		}
+		for i, l := range c.Listeners {
+			if l.Address == s.Address {
+				v.errorf("spoe.address", "address %s is already used by listeners[%d]", s.Address, i)
+			}
+		}
+	}
+	if d := s.Timeout.D(); d < 10*time.Millisecond || d > 10*time.Second {
+		v.errorf("spoe.timeout", "must be between 10ms and 10s")
+	}
+	if s.MaxFrameSize < 256 || s.MaxFrameSize > 1<<20 {
+		v.errorf("spoe.max_frame_size", "must be between 256 and 1048576")
+	}
+	if s.MaxInFlight < 1 {
+		v.errorf("spoe.max_in_flight", "must be at least 1")
+	}
+	if len(c.TrustedProxies) == 0 {
+		if s.Address != "" {
+			v.errorf("spoe.address", "the agent accepts only trusted_proxies, and none are configured")
+		}
+		if c.ForwardAuth {
+			v.errorf("forward_auth", "forward-auth answers only trusted_proxies, and none are configured")
+		}
+	}
 }
 
 func (v *validator) listeners(c *Config) {
@@ -366,7 +399,9 @@ func (v *validator) routes(c *Config) {
 		v.routeIdentity(c, r, p)
 		switch {
 		case r.Upstream == "":
-			v.errorf(p+".upstream", "required")
+			if c.SPOE.Address == "" && !c.ForwardAuth {
+				v.errorf(p+".upstream", "required (a route without one needs spoe.address or forward_auth)")
+			}
 		case c.Upstreams[r.Upstream] == nil:
 			if _, ok := c.Upstreams[r.Upstream]; !ok {
 				v.errorf(p+".upstream", "undefined upstream %q%s", r.Upstream, defined(sortedKeys(c.Upstreams)))

@@ -22,6 +22,7 @@ type Metrics struct {
 	inFlight        prometheus.Gauge
 	reloads         *prometheus.CounterVec
 	configLoaded    prometheus.Gauge
+	spoeVerdicts    *prometheus.HistogramVec
 
 	mu     sync.RWMutex // guards cache
 	cache  map[reqKey]prometheus.Counter
@@ -61,10 +62,15 @@ func New() *Metrics {
 			Name: "gatehouse_config_last_reload_success_timestamp_seconds",
 			Help: "When the configuration in force was loaded.",
 		}),
+		spoeVerdicts: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gatehouse_spoe_verdict_seconds",
+			Help:    "Time the SPOE agent took to decide a verdict, by decision (allow, deny, redirect, error); the count is the number of verdicts.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5},
+		}, []string{"decision"}),
 		cache:  map[reqKey]prometheus.Counter{},
 		hcache: map[[2]string]prometheus.Observer{},
 	}
-	reg.MustRegister(m.requests, m.upstreamLatency, m.inFlight, m.reloads, m.configLoaded,
+	reg.MustRegister(m.requests, m.upstreamLatency, m.inFlight, m.reloads, m.configLoaded, m.spoeVerdicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -83,6 +89,11 @@ func (m *Metrics) Request(route string, status int, decision string) {
 		m.mu.Unlock()
 	}
 	c.Inc()
+}
+
+// SPOEVerdict records one verdict of the SPOE agent.
+func (m *Metrics) SPOEVerdict(decision string, d time.Duration) {
+	m.spoeVerdicts.WithLabelValues(decision).Observe(d.Seconds())
 }
 
 // UpstreamLatency records the time to an upstream's response headers.

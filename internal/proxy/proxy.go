@@ -40,6 +40,7 @@ const (
 	ReasonBadHost         = "bad-host"         // the Host header cannot be canonicalized
 	ReasonBadPath         = "bad-path"         // the path cannot be canonicalized
 	ReasonNoRoute         = "no-route"         // no route matches host and path
+	ReasonVerdictOnly     = "verdict-only"     // the route has no upstream: it answers SPOE and forward-auth only
 	ReasonMethod          = "method-refused"   // TRACE and CONNECT are never forwarded
 	ReasonUpgrade         = "upgrade-refused"  // protocol upgrades other than WebSocket on a route that allows it
 	ReasonNoPolicy        = "no-policy"        // forwarded: the route has no access policy yet
@@ -54,7 +55,8 @@ type Route struct {
 	Name string
 	// Host and Path are the match: see package route.
 	Host, Path string
-	// Upstream receives the requests.
+	// Upstream receives the requests. A route without one only answers
+	// verdicts (SPOE, forward-auth); proxied requests on it get 404.
 	Upstream *upstream.Upstream
 	// PreserveHost sends the client's Host instead of the target's.
 	PreserveHost bool
@@ -151,10 +153,9 @@ func New(opts Options) (*Handler, error) {
 	h.ids.init()
 	entries := make([]route.Entry[*Route], 0, len(opts.Routes))
 	for _, rt := range opts.Routes {
-		if rt.Upstream == nil {
-			return nil, fmt.Errorf("proxy: route %s has no upstream", rt.Name)
+		if rt.Upstream != nil {
+			rt.rp = h.reverseProxy(rt)
 		}
-		rt.rp = h.reverseProxy(rt)
 		if rt.Guard != nil {
 			rt.idNames = rt.Guard.HeaderNames()
 		}
@@ -256,6 +257,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.Route = rt.Name
+	if rt.Upstream == nil {
+		h.deny(w, r, http.StatusNotFound, ReasonVerdictOnly)
+		return
+	}
 	rec.Upstream = rt.Upstream.Name()
 	if upgrade != "" && !rt.WebSocket {
 		h.deny(w, r, http.StatusBadRequest, ReasonUpgrade)
