@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto/tlvparse"
 )
 
 // oneRoute is a configuration with one plain listener named "public", the
@@ -664,4 +665,50 @@ func ctxWithTimeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// HAProxy terminating TLS says so in the PROXY v2 ssl TLV (proxy-v2-options
+// ssl,ssl-cipher,authority): the request counts as https for routing,
+// forwarding and audit, whatever X-Forwarded-Proto the request carries.
+func TestProxyProtocolTLSFactsFromSSLTLV(t *testing.T) {
+	up := newEcho(t)
+	g := start(t, proxyConfig(up.URL, "required", "127.0.0.1"))
+	hdr := proxyV2()
+	ssl := tlvparse.PP2SSL{Client: tlvparse.PP2_BITFIELD_CLIENT_SSL, Verify: 0, TLV: []proxyproto.TLV{
+		{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte("TLSv1.3")},
+		{Type: proxyproto.PP2_SUBTYPE_SSL_CIPHER, Value: []byte("TLS_AES_256_GCM_SHA384")},
+	}}
+	sslTLV, err := ssl.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hdr.SetTLVs([]proxyproto.TLV{
+		{Type: proxyproto.PP2_TYPE_ALPN, Value: []byte("h2")},
+		{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte("app.test")},
+		sslTLV,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	req := "GET /who HTTP/1.1\r\nHost: app.test:443\r\nX-Forwarded-Proto: http\r\nConnection: close\r\n\r\n"
+	resp := rawOn(t, dialWithHeader(t, g.addr("public"), hdr), req)
+	id := resp.Header.Get("X-Request-Id")
+	if resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Error("no HSTS on a request HAProxy received over TLS")
+	}
+	e := decodeEcho(t, resp)
+	if got := e.Header.Get("X-Forwarded-Proto"); got != "https" {
+		t.Errorf("upstream X-Forwarded-Proto = %q, want https", got)
+	}
+	if got := e.Header.Get("X-Forwarded-Host"); got != "app.test" {
+		t.Errorf("upstream X-Forwarded-Host = %q, want app.test (the https default port dropped)", got)
+	}
+
+	// Without the ssl TLV the same request is plain http.
+	resp = rawOn(t, dialWithHeader(t, g.addr("public"), proxyV2()), "GET /who HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+	if got := decodeEcho(t, resp).Header.Get("X-Forwarded-Proto"); got != "http" {
+		t.Errorf("without the TLV: X-Forwarded-Proto = %q, want http", got)
+	}
+	if r := g.record(id); !r.TLS {
+		t.Error("audit record says tls false")
+	}
 }

@@ -7,9 +7,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto/tlvparse"
 )
 
 // ProxyMode says whether a listener accepts PROXY protocol headers.
@@ -87,20 +89,49 @@ type Conn struct {
 	Client netip.Addr
 	// Proxied reports that Client came from a PROXY header.
 	Proxied bool
+	// TLS is what the PROXY header says of the client's TLS connection to
+	// the front end (HAProxy's ssl TLV, with send-proxy-v2
+	// proxy-v2-options ssl,...); nil when the client did not use TLS, or
+	// the header does not say.
+	TLS *ProxiedTLS
+}
+
+// ProxiedTLS describes the TLS connection between the client and the front
+// end that terminated it, from PROXY v2 TLVs.
+type ProxiedTLS struct {
+	// Version and Cipher are the ssl TLV's sub-TLVs, such as TLSv1.3 and
+	// TLS_AES_256_GCM_SHA384.
+	Version, Cipher string
+	// SNI is the server name the client asked for (the AUTHORITY TLV).
+	SNI string
+	// ALPN is the negotiated protocol, such as h2 (the ALPN TLV).
+	ALPN string
 }
 
 type connKey struct{}
+
+// connInfo is what ConnContext keeps for a connection; the PROXY header's
+// TLVs are parsed once, at the first ConnOf (after the header was read).
+type connInfo struct {
+	c    net.Conn
+	once sync.Once
+	tls  *ProxiedTLS
+}
 
 // ConnContext is for http.Server.ConnContext: it remembers the raw
 // connection so ConnOf can tell the socket peer from the PROXY client. It
 // must not read from the connection (it runs on the accept loop).
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
-	return context.WithValue(ctx, connKey{}, c)
+	return context.WithValue(ctx, connKey{}, &connInfo{c: c})
 }
 
 // ConnOf returns the connection facts for r. It allocates nothing.
 func ConnOf(r *http.Request) Conn {
-	c, _ := r.Context().Value(connKey{}).(net.Conn)
+	ci, _ := r.Context().Value(connKey{}).(*connInfo)
+	var c net.Conn
+	if ci != nil {
+		c = ci.c
+	}
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
@@ -108,7 +139,8 @@ func ConnOf(r *http.Request) Conn {
 		peer := addrOf(pc.Raw().RemoteAddr())
 		if h := pc.ProxyHeader(); h != nil && !h.Command.IsLocal() {
 			if client := addrOf(h.SourceAddr); client.IsValid() {
-				return Conn{Peer: peer, Client: client, Proxied: true}
+				ci.once.Do(func() { ci.tls = proxiedTLS(h) })
+				return Conn{Peer: peer, Client: client, Proxied: true, TLS: ci.tls}
 			}
 		}
 		return Conn{Peer: peer, Client: peer}
@@ -120,6 +152,43 @@ func ConnOf(r *http.Request) Conn {
 		a = ap.Addr().Unmap()
 	}
 	return Conn{Peer: a, Client: a}
+}
+
+// proxiedTLS reads the TLS facts of a PROXY v2 header, or nil.
+func proxiedTLS(h *proxyproto.Header) *ProxiedTLS {
+	tlvs, err := h.TLVs()
+	if err != nil {
+		return nil
+	}
+	ssl, ok := tlvparse.FindSSL(tlvs)
+	if !ok || !ssl.ClientSSL() {
+		return nil
+	}
+	t := &ProxiedTLS{}
+	t.Version, _ = ssl.SSLVersion()
+	t.Cipher, _ = ssl.SSLCipher()
+	for _, tlv := range tlvs {
+		switch tlv.Type {
+		case proxyproto.PP2_TYPE_AUTHORITY:
+			t.SNI = printable(tlv.Value, 253)
+		case proxyproto.PP2_TYPE_ALPN:
+			t.ALPN = printable(tlv.Value, 32)
+		}
+	}
+	return t
+}
+
+// printable returns b as a string when it is short printable ASCII, else "".
+func printable(b []byte, max int) string {
+	if len(b) > max {
+		return ""
+	}
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f {
+			return ""
+		}
+	}
+	return string(b)
 }
 
 func addrOf(a net.Addr) netip.Addr {

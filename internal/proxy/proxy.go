@@ -213,11 +213,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ids := []string{id} // shared: neither side modifies it in place
 	r.Header[h.opts.Headers.RequestID] = ids
 	w.Header()[h.opts.Headers.RequestID] = ids
-	if r.TLS != nil && h.opts.HSTS != "" {
+	// TLS to gatehouse, or to the front end that says so in its PROXY
+	// header (HAProxy terminating TLS).
+	tlsIn := r.TLS != nil || conn.TLS != nil
+	if tlsIn {
+		rec.TLS = true
+	}
+	if tlsIn && h.opts.HSTS != "" {
 		w.Header()["Strict-Transport-Security"] = []string{h.opts.HSTS}
 	}
 
-	host, err := canon.Host(r.Host, r.TLS != nil)
+	host, err := canon.Host(r.Host, tlsIn)
 	if err != nil {
 		rec.Host = truncate(r.Host, 256)
 		h.deny(w, r, http.StatusBadRequest, ReasonBadHost)
@@ -352,12 +358,15 @@ func setForwarded(r *http.Request, conn listener.Conn, trusted bool) {
 	}
 	r.Header["X-Forwarded-For"] = []string{idheader.ForwardedFor(prior, client, trusted)}
 	proto := "http"
-	if r.TLS != nil {
+	tlsKnown := r.TLS != nil || conn.TLS != nil
+	if tlsKnown {
+		// TLS to gatehouse, or the PROXY header's ssl TLV: the front
+		// end's own word beats any X-Forwarded-Proto.
 		proto = "https"
 	}
 	fwdHost := r.Host
 	if trusted {
-		if v := r.Header.Get("X-Forwarded-Proto"); v == "http" || v == "https" {
+		if v := r.Header.Get("X-Forwarded-Proto"); !tlsKnown && (v == "http" || v == "https") {
 			proto = v
 		}
 		if v := r.Header.Get("X-Forwarded-Host"); v != "" {
