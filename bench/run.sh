@@ -15,8 +15,11 @@
 #   ROUNDS     interleaved rounds [5]
 #   WARMUP     seconds of warm-up per contender before round 1 [3]
 #   DEMO_PORT, HAPROXY_PORT, GATEHOUSE_PORT, ADMIN_PORT, DEX_PORT,
-#   ISSUER_PORT, OAUTH2_PROXY_PORT
-#              loopback ports [18081, 18082, 18080, 19090, 18083, 18084, 18085]
+#   ISSUER_PORT, OAUTH2_PROXY_PORT, SPOE_PORT, HAPROXY_SPOE_PORT,
+#   HAPROXY_INLINE_PORT, GATEHOUSE_PROXY_PORT
+#              loopback ports [18081, 18082, 18080, 19090, 18083, 18084, 18085,
+#              18086, 18087, 18088, 18089]
+#   CONTENDERS space-separated subset of the contenders to run [all]
 #   OAUTH2_PROXY
 #              the oauth2-proxy binary [bin/oauth2-proxy, installed if it is
 #              missing or not v7.15.6]
@@ -42,6 +45,10 @@ ADMIN_PORT=${ADMIN_PORT:-19090}
 DEX_PORT=${DEX_PORT:-18083}
 ISSUER_PORT=${ISSUER_PORT:-18084}
 OAUTH2_PROXY_PORT=${OAUTH2_PROXY_PORT:-18085}
+SPOE_PORT=${SPOE_PORT:-18086}
+HAPROXY_SPOE_PORT=${HAPROXY_SPOE_PORT:-18087}
+HAPROXY_INLINE_PORT=${HAPROXY_INLINE_PORT:-18088}
+GATEHOUSE_PROXY_PORT=${GATEHOUSE_PROXY_PORT:-18089}
 OAUTH2_PROXY_VERSION=v7.15.6
 OAUTH2_PROXY=${OAUTH2_PROXY:-$ROOT/bin/oauth2-proxy}
 HOST=127.0.0.1
@@ -51,14 +58,23 @@ AUTH_HOST=protected.bench.test
 # TOKEN_AUDIENCE is the bearer tokens' aud, an API audience that is no OIDC
 # client's ID.
 TOKEN_AUDIENCE=api://gatehouse-bench
-CONTENDERS=(direct haproxy gatehouse gatehouse-cookie gatehouse-bearer gatehouse-anon
-	oauth2-proxy-cookie oauth2-proxy-bearer)
+ALL_CONTENDERS=(direct haproxy gatehouse gatehouse-cookie gatehouse-bearer gatehouse-anon
+	gatehouse-inline gatehouse-spoe oauth2-proxy-cookie oauth2-proxy-bearer)
+if [[ -n ${CONTENDERS:-} ]]; then
+	read -r -a CONTENDERS <<<"$CONTENDERS"
+	for c in "${CONTENDERS[@]}"; do
+		[[ " ${ALL_CONTENDERS[*]} " == *" $c "* ]] || { printf 'bench: FAIL: unknown contender %s\n' "$c" >&2; exit 1; }
+	done
+else
+	CONTENDERS=("${ALL_CONTENDERS[@]}")
+fi
 CONNS=(1 64)
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: FAIL: %s\n' "$*" >&2; exit 1; }
 
-PORT_VARS=(DEMO_PORT HAPROXY_PORT GATEHOUSE_PORT ADMIN_PORT DEX_PORT ISSUER_PORT OAUTH2_PROXY_PORT)
+PORT_VARS=(DEMO_PORT HAPROXY_PORT GATEHOUSE_PORT ADMIN_PORT DEX_PORT ISSUER_PORT OAUTH2_PROXY_PORT
+	SPOE_PORT HAPROXY_SPOE_PORT HAPROXY_INLINE_PORT GATEHOUSE_PROXY_PORT)
 for v in DURATION ROUNDS WARMUP "${PORT_VARS[@]}"; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
 done
@@ -225,6 +241,9 @@ O2P_COOKIE_SECRET=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | head -c 32
 # render TEMPLATE OUT replaces the @NAME@ fields of a config template.
 render() {
 	sed -e "s|@DEMO_PORT@|$DEMO_PORT|g" -e "s|@HAPROXY_PORT@|$HAPROXY_PORT|g" \
+		-e "s|@SPOE_PORT@|$SPOE_PORT|g" -e "s|@HAPROXY_SPOE_PORT@|$HAPROXY_SPOE_PORT|g" \
+		-e "s|@HAPROXY_INLINE_PORT@|$HAPROXY_INLINE_PORT|g" -e "s|@GATEHOUSE_PROXY_PORT@|$GATEHOUSE_PROXY_PORT|g" \
+		-e "s|@SPOE_CONF@|$WORK/spoe-gatehouse.conf|g" \
 		-e "s|@GATEHOUSE_PORT@|$GATEHOUSE_PORT|g" -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" \
 		-e "s|@AUDIT_FILE@|$AUDIT|g" -e "s|@AUTH_HOST@|$AUTH_HOST|g" \
 		-e "s|@SESSION_KEY_FILE@|$SESSION_KEY_FILE|g" -e "s|@ASSERTION_KEY_FILE@|$ASSERTION_KEY_FILE|g" \
@@ -237,6 +256,7 @@ render() {
 # --- 2. contenders ----------------------------------------------------------
 
 render "$BENCH/haproxy.cfg" "$WORK/haproxy.cfg"
+render "$BENCH/spoe-gatehouse.conf" "$WORK/spoe-gatehouse.conf"
 render "$BENCH/gatehouse.yaml" "$WORK/gatehouse.yaml"
 haproxy -c -q -f "$WORK/haproxy.cfg" || die "HAProxy rejects $WORK/haproxy.cfg"
 "$GATEHOUSE" check -config "$WORK/gatehouse.yaml" >&2 || die "gatehouse rejects $WORK/gatehouse.yaml"
@@ -320,6 +340,8 @@ declare -A URL=(
 	[gatehouse-cookie]="$GH/hello"
 	[gatehouse-bearer]="$GH/hello"
 	[gatehouse-anon]="$GH/hello"
+	[gatehouse-inline]="http://$HOST:$HAPROXY_INLINE_PORT/hello"
+	[gatehouse-spoe]="http://$HOST:$HAPROXY_SPOE_PORT/hello"
 	[oauth2-proxy-cookie]="$O2P/hello"
 	[oauth2-proxy-bearer]="$O2P/hello"
 )
@@ -329,6 +351,8 @@ declare -A HDRS=(
 	[gatehouse-cookie]="Host: $AUTH_HOST"$'\n'"Cookie: gh_session=$GATEHOUSE_COOKIE"
 	[gatehouse-bearer]="Host: $AUTH_HOST"$'\n'"Authorization: Bearer $BEARER_TOKEN"
 	[gatehouse-anon]="Host: $AUTH_HOST"$'\n'"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+	[gatehouse-inline]="Host: $AUTH_HOST"$'\n'"Cookie: gh_session=$GATEHOUSE_COOKIE"
+	[gatehouse-spoe]="Host: $AUTH_HOST"$'\n'"Cookie: gh_session=$GATEHOUSE_COOKIE"
 	[oauth2-proxy-cookie]="Cookie: $O2P_COOKIE"
 	[oauth2-proxy-bearer]="Authorization: Bearer $BEARER_TOKEN"
 )
@@ -337,6 +361,7 @@ declare -A EXPECT=([gatehouse-anon]=302)
 declare -A PROXY_PID=([haproxy]=$HAPROXY_PID)
 for c in "${CONTENDERS[@]}"; do
 	case $c in
+	gatehouse-inline | gatehouse-spoe) PROXY_PID[$c]="$GATEHOUSE_PID $HAPROXY_PID" ;;
 	gatehouse*) PROXY_PID[$c]=$GATEHOUSE_PID ;;
 	oauth2-proxy*) PROXY_PID[$c]=$O2P_PID ;;
 	esac
@@ -369,7 +394,8 @@ for c in "${CONTENDERS[@]}"; do
 done
 # The authenticated contenders must deliver the bench user's identity to the
 # app: the demo app echoes the request headers at /headers.json.
-for c in gatehouse-cookie gatehouse-bearer oauth2-proxy-cookie oauth2-proxy-bearer; do
+for c in gatehouse-cookie gatehouse-bearer gatehouse-inline gatehouse-spoe oauth2-proxy-cookie oauth2-proxy-bearer; do
+	[[ " ${CONTENDERS[*]} " == *" $c "* ]] || continue
 	hdr_args "$c"
 	curl -sS -o "$WORK/got" --max-time 5 "${HARGS[@]}" "${URL[$c]%/hello}/headers.json" ||
 		die "$c: GET /headers.json failed"
@@ -393,15 +419,18 @@ done
 
 CLK_TCK=$(getconf CLK_TCK)
 
-# cpu_ticks PID prints utime+stime of the whole process (all threads), in
+# cpu_ticks PID... prints utime+stime of the whole processes (all threads), in
 # clock ticks, from /proc/PID/stat (fields 14 and 15; the command name in
 # field 2 may hold spaces, so the line is cut after its closing parenthesis).
 cpu_ticks() {
-	local s
-	s=$(<"/proc/$1/stat")
-	s=${s##*) }
-	read -r -a f <<<"$s"
-	echo $((f[11] + f[12]))
+	local s pid t=0
+	for pid in "$@"; do
+		s=$(<"/proc/$pid/stat")
+		s=${s##*) }
+		read -r -a f <<<"$s"
+		t=$((t + f[11] + f[12]))
+	done
+	echo "$t"
 }
 
 # other_ticks prints the CPU time, in clock ticks, of every process on the
@@ -537,18 +566,20 @@ measure() {
 	local o0 o1 want=${EXPECT[$1]:-200} off=0 bad
 	pid=${PROXY_PID[$c]:-}
 	alive "$DEMO_PID"
-	[[ -z $pid ]] || alive "$pid"
+	for p in $pid; do alive "$p"; done
 	[[ $c != gatehouse* ]] || : >"$AUDIT" # O_APPEND: gatehouse keeps writing at the new end
 	[[ $c != oauth2-proxy* ]] || off=$(stat -c %s "$O2P_LOG")
 	o0=$(other_ticks)
-	[[ -z $pid ]] || t0=$(cpu_ticks "$pid")
+	# shellcheck disable=SC2086 # $pid is one PID or two
+	[[ -z $pid ]] || t0=$(cpu_ticks $pid)
 	d0=$(cpu_ticks "$DEMO_PID")
 	run_wrk "$c" "$conns" "$DURATION"
-	[[ -z $pid ]] || t1=$(cpu_ticks "$pid")
+	# shellcheck disable=SC2086
+	[[ -z $pid ]] || t1=$(cpu_ticks $pid)
 	d1=$(cpu_ticks "$DEMO_PID")
 	o1=$(other_ticks)
 	alive "$DEMO_PID"
-	[[ -z $pid ]] || alive "$pid"
+	for p in $pid; do alive "$p"; done
 
 	k="$c,$conns,$round"
 	R[$k,requests]=${W[requests]}
@@ -666,6 +697,9 @@ cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 	echo "gatehouse is the passthrough route; gatehouse-cookie and -bearer send a valid session cookie or"
 	echo "JWT access token to the protected route (group staff; identity headers and the signed assertion"
 	echo "upstream); gatehouse-anon sends no credential there and gets 302 to sign in (its expected status);"
+	echo "gatehouse-inline is HAProxy in front of gatehouse (topology A: PROXY v2 to a second gatehouse listener) and"
+	echo "gatehouse-spoe is HAProxy asking gatehouse's SPOE agent and forwarding to the app itself (topology B),"
+	echo "both with the session cookie on the protected route; their proxy CPU is HAProxy's plus gatehouse's."
 	echo "oauth2-proxy-cookie and -bearer send a cookie from a login at Dex or the same JWT to oauth2-proxy."
 	echo
 	echo "| contender | connections | req/s | p50 (ms) | p99 (ms) | proxy CPU (µs/req) | errors |"
@@ -689,20 +723,34 @@ cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 	echo
 	echo "## Targets"
 	echo
-	h64=$(med haproxy 64 rps) g64=$(med gatehouse 64 rps)
-	h1=$(med haproxy 1 p99) g1=$(med gatehouse 1 p99)
-	awk -v h="$h64" -v g="$g64" 'BEGIN {
-		r = g / h; printf "- gatehouse req/s at 64 connections is %.0f%% of HAProxy'"'"'s (%.0f vs %.0f; target at least 60%%): %s.\n",
-			100 * r, g, h, ((r >= 0.60) ? "met" : "NOT met") }'
-	awk -v h="$h1" -v g="$g1" 'BEGIN {
-		d = g - h; printf "- gatehouse p99 at 1 connection is %+.3f ms from HAProxy'"'"'s (%.3f vs %.3f ms; target within 0.3 ms): %s.\n",
-			d / 1000, g / 1000, h / 1000, ((d <= 300) ? "met" : "NOT met") }'
+	ran() { [[ " ${CONTENDERS[*]} " == *" $1 "* ]]; }
+	h64=$(med haproxy 64 rps) h1=$(med haproxy 1 p99)
+	if ran haproxy && ran gatehouse; then
+		g64=$(med gatehouse 64 rps) g1=$(med gatehouse 1 p99)
+		awk -v h="$h64" -v g="$g64" 'BEGIN {
+			r = g / h; printf "- gatehouse req/s at 64 connections is %.0f%% of HAProxy'"'"'s (%.0f vs %.0f; target at least 60%%): %s.\n",
+				100 * r, g, h, ((r >= 0.60) ? "met" : "NOT met") }'
+		awk -v h="$h1" -v g="$g1" 'BEGIN {
+			d = g - h; printf "- gatehouse p99 at 1 connection is %+.3f ms from HAProxy'"'"'s (%.3f vs %.3f ms; target within 0.3 ms): %s.\n",
+				d / 1000, g / 1000, h / 1000, ((d <= 300) ? "met" : "NOT met") }'
+	fi
 	for cred in cookie bearer; do
+		ran haproxy && ran "gatehouse-$cred" && ran "oauth2-proxy-$cred" || continue
 		awk -v cred="$cred" -v h="$h64" -v g="$(med "gatehouse-$cred" 64 rps)" -v o="$(med "oauth2-proxy-$cred" 64 rps)" 'BEGIN {
 			r = g / h; m = g / o
 			printf "- gatehouse with a %s at 64 connections is %.0f%% of HAProxy passthrough'"'"'s req/s (%.0f vs %.0f; target at least 50%%): %s;", cred, 100 * r, g, h, ((r >= 0.50) ? "met" : "NOT met")
 			printf " %.1f× oauth2-proxy'"'"'s with a %s (%.0f; target at least 8×): %s.\n", m, cred, o, ((m >= 8) ? "met" : "NOT met") }'
 	done
+	if ran haproxy && ran gatehouse-spoe; then
+		awk -v h="$h64" -v g="$(med gatehouse-spoe 64 rps)" 'BEGIN {
+			r = g / h; printf "- HAProxy with gatehouse'"'"'s SPOE verdict (topology B, session cookie) at 64 connections is %.0f%% of HAProxy passthrough'"'"'s req/s (%.0f vs %.0f; target at least 60%%): %s.\n",
+				100 * r, g, h, ((r >= 0.60) ? "met" : "NOT met") }'
+	fi
+	if ran haproxy && ran gatehouse-inline; then
+		awk -v h="$h64" -v g="$(med gatehouse-inline 64 rps)" 'BEGIN {
+			printf "- HAProxy in front of gatehouse (topology A, session cookie) at 64 connections is %.0f%% of HAProxy passthrough'"'"'s req/s (%.0f vs %.0f; no target).\n",
+				100 * g / h, g, h }'
+	fi
 	if ((ERRORS > 0)); then
 		echo "- $ERRORS run(s) had errors (see the errors column): these figures do not measure a working proxy."
 	fi

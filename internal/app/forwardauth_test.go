@@ -52,6 +52,10 @@ func TestForwardAuthAnswersWithTheProxysDecision(t *testing.T) {
 	if c := verifyAssertion(t, g.origin, resp.Header.Get("X-Gatehouse-Assertion")); c["email"] != "alice@example.test" {
 		t.Errorf("assertion email %v", c["email"])
 	}
+	// The Cookie header for the app, without the session cookie.
+	if v, ok := resp.Header["X-Gatehouse-Cookie"]; !ok || len(v) != 1 || v[0] != "" {
+		t.Errorf("X-Gatehouse-Cookie = %q, want present and empty (the jar holds only gatehouse's cookie)", v)
+	}
 
 	resp = forwardAuth(t, g, bob, "GET", "/analytics", http.Header{"X-Request-Id": {"fa-bob-1"}})
 	if resp.StatusCode != http.StatusForbidden {

@@ -84,6 +84,7 @@ type spoeRequest struct {
 	src                       string
 	ssl                       bool
 	authz, session, accept    string
+	cookie                    string
 	reqid                     string
 }
 
@@ -105,7 +106,7 @@ func (q spoeRequest) frame(sid, fid uint64) spop.Frame {
 			arg("method", str(q.method)), arg("host", str(q.host)), arg("path", str(q.path)),
 			arg("query", str(q.query)), arg("src", spop.IPValue(netip.MustParseAddr(src))),
 			arg("ssl", spop.BoolValue(q.ssl)), arg("sni", spop.NullValue()), arg("alpn", spop.NullValue()),
-			arg("authz", str(q.authz)), arg("session", str(q.session)), arg("reqid", str(q.reqid)),
+			arg("authz", str(q.authz)), arg("session", str(q.session)), arg("cookie", str(q.cookie)), arg("reqid", str(q.reqid)),
 			arg("accept", str(q.accept)), arg("fetch", spop.NullValue()), arg("xrw", spop.NullValue()),
 		}}},
 	}
@@ -178,6 +179,20 @@ func TestSPOEVerdictIsTheProxysDecision(t *testing.T) {
 	claims := verifyAssertion(t, g.origin, text(got["assertion"]))
 	if claims["email"] != "alice@example.test" {
 		t.Errorf("assertion email %v", claims["email"])
+	}
+
+	// With the whole Cookie header, the agent hands back the header for
+	// the app without gatehouse's cookie, and Authorization is to go.
+	got = sc.notify(0, 2, spoeRequest{method: "GET", host: host, path: "/analytics", cookie: "theme=dark; gh_session=" + aliceSession + "; lang=en", authz: "Basic eDp5"})
+	if ok, _ := got["ok"].Bool(); !ok || text(got["cookie"]) != "theme=dark; lang=en" {
+		t.Errorf("cookie variable %q (ok %v), want theme=dark; lang=en", text(got["cookie"]), got["ok"])
+	}
+	if _, keep := got["keep_authz"]; keep {
+		t.Error("keep_authz set on a route without pass_authorization")
+	}
+	got = sc.notify(0, 3, spoeRequest{method: "GET", host: host, path: "/analytics", cookie: "gh_session=" + aliceSession})
+	if v, ok := got["cookie"]; !ok || text(v) != "" {
+		t.Errorf("only gatehouse's cookie: cookie variable %v, want an empty string", got["cookie"])
 	}
 
 	// Bob is signed in but not an analyst: 403, as the proxy answers.

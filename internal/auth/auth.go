@@ -261,6 +261,10 @@ func (g *Gate) Route(opts RouteOptions) (*Route, error) {
 // Name returns the route's name.
 func (rt *Route) Name() string { return rt.opts.Name }
 
+// PassAuthorization reports whether the route forwards the client's
+// Authorization header to the app.
+func (rt *Route) PassAuthorization() bool { return rt.opts.PassAuthorization }
+
 // Gate returns the gate the route belongs to.
 func (rt *Route) Gate() *Gate { return rt.g }
 

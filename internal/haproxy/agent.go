@@ -28,17 +28,20 @@ const MessageName = "check-auth"
 // them with the agent's var-prefix: txn.gh.ok). Every one must be listed in
 // register-var-names or used in haproxy.cfg, or HAProxy drops it.
 const (
-	VarOK        = "ok"         // bool: the request may go on
-	VarUser      = "user"       // the identity headers' values
-	VarEmail     = "email"      //
-	VarGroups    = "groups"     //
-	VarAssertion = "assertion"  //
-	VarRedirect  = "redirect"   // sign-in URL for a browser (status 302)
-	VarStatus    = "status"     // int: the denial's status
-	VarWWWAuth   = "www_auth"   // the WWW-Authenticate challenge of a 401
-	VarSetCookie = "set_cookie" // one Set-Cookie value for the response
-	VarPath      = "path"       // the canonical path, when it differs
-	VarReason    = "reason"     // why (kebab-case, as in the audit record)
+	VarOK        = "ok"            // bool: the request may go on
+	VarUser      = "user"          // the identity headers' values
+	VarEmail     = "email"         //
+	VarGroups    = "groups"        //
+	VarAssertion = "assertion"     //
+	VarRedirect  = "redirect"      // sign-in URL for a browser (status 302)
+	VarStatus    = "status"        // int: the denial's status
+	VarWWWAuth   = "www_auth"      // the WWW-Authenticate challenge of a 401
+	VarSetCookie = "set_cookie"    // one Set-Cookie value for the response
+	VarPath      = "path"          // the canonical path, when it differs
+	VarReason    = "reason"        // why (kebab-case, as in the audit record)
+	VarCookie    = "cookie"        // the Cookie header for the app, without gatehouse's cookies (may be empty)
+	VarKeepAuthz = "keep_authz"    // bool: the route forwards the client's Authorization
+	VarAuthz     = "authorization" // Authorization for the app: the user's access token (pass_access_token)
 )
 
 // AgentOptions configures an Agent.
@@ -395,9 +398,17 @@ func (v *Verdict) actions() []spop.Action {
 	}
 	if v.Allow {
 		set(VarOK, spop.BoolValue(true))
+		if v.CookieChanged {
+			set(VarCookie, spop.StringValue(v.Cookie))
+		}
+		if v.KeepAuthorization {
+			set(VarKeepAuthz, spop.BoolValue(true))
+		}
 		h := v.Gate.Headers()
 		for _, hd := range v.Headers {
 			switch hd.Name {
+			case "Authorization":
+				set(VarAuthz, spop.StringValue(hd.Value))
 			case h.User:
 				set(VarUser, spop.StringValue(hd.Value))
 			case h.Email:

@@ -17,6 +17,10 @@ import (
 // PathForwardAuth is the forward-auth endpoint.
 const PathForwardAuth = "/.gatehouse/auth"
 
+// HeaderCookie is the forward-auth response header holding the client's
+// Cookie header without gatehouse's cookies, sent when they differ.
+const HeaderCookie = "X-Gatehouse-Cookie"
+
 // Reasons of the forward-auth endpoint.
 const (
 	// ReasonUntrustedCaller: the caller is not in trusted_proxies, so the
@@ -116,6 +120,12 @@ func (fa *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if v.Allow {
 		for _, hd := range v.Headers {
 			h[hd.Name] = []string{hd.Value}
+		}
+		if v.CookieChanged {
+			// The caller copies it onto the request for the app
+			// (nginx: auth_request_set and proxy_set_header Cookie), so
+			// the app never sees gatehouse's session cookie.
+			h[HeaderCookie] = []string{v.Cookie}
 		}
 		rec.Decision = audit.DecisionAllow
 		w.WriteHeader(http.StatusOK)

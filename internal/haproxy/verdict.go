@@ -69,8 +69,17 @@ type Verdict struct {
 	// Query.Path: the front end must forward this one, the path the
 	// policy was applied to.
 	Path string
-	// Headers are the identity headers to set (when Allow).
+	// Headers are the identity headers to set (when Allow); with a route
+	// that passes the user's access token, one is Authorization.
 	Headers []auth.Header
+	// Cookie is the client's Cookie header without gatehouse's cookies,
+	// for the app; CookieChanged reports that it differs from the
+	// client's (it may then be empty: drop the header).
+	Cookie        string
+	CookieChanged bool
+	// KeepAuthorization reports that the route forwards the client's
+	// Authorization header; otherwise the front end must remove it.
+	KeepAuthorization bool
 	// SetCookies go to the client with the response: a refreshed or
 	// touched session, or the deletion of a bad one.
 	SetCookies []*http.Cookie
@@ -140,6 +149,11 @@ func decide(ctx context.Context, route Router, q *Query, rec *audit.Record) *Ver
 	if out.Allow {
 		v.Allow = true
 		v.Headers = out.Headers
+		if q.Cookie != "" {
+			v.Cookie = v.Gate.StripCookies(q.Cookie)
+			v.CookieChanged = v.Cookie != q.Cookie
+		}
+		v.KeepAuthorization = rt.PassAuthorization()
 		rec.Decision = audit.DecisionAllow
 		rec.Status = http.StatusOK
 		return v
