@@ -20,6 +20,7 @@
 #              loopback ports [18081, 18082, 18080, 19090, 18083, 18084, 18085,
 #              18086, 18087, 18088, 18089]
 #   CONTENDERS space-separated subset of the contenders to run [all]
+#   CONNS      space-separated connection counts [1 64] (the targets need both)
 #   OAUTH2_PROXY
 #              the oauth2-proxy binary [bin/oauth2-proxy, installed if it is
 #              missing or not v7.15.6]
@@ -68,7 +69,7 @@ if [[ -n ${CONTENDERS:-} ]]; then
 else
 	CONTENDERS=("${ALL_CONTENDERS[@]}")
 fi
-CONNS=(1 64)
+read -r -a CONNS <<<"${CONNS:-1 64}"
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: FAIL: %s\n' "$*" >&2; exit 1; }
@@ -724,7 +725,8 @@ cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 	echo "## Targets"
 	echo
 	ran() { [[ " ${CONTENDERS[*]} " == *" $1 "* ]]; }
-	h64=$(med haproxy 64 rps) h1=$(med haproxy 1 p99)
+	h64=- h1=-
+	! ran haproxy || { h64=$(med haproxy 64 rps) h1=$(med haproxy 1 p99); }
 	if ran haproxy && ran gatehouse; then
 		g64=$(med gatehouse 64 rps) g1=$(med gatehouse 1 p99)
 		awk -v h="$h64" -v g="$g64" 'BEGIN {

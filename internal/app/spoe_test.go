@@ -412,3 +412,54 @@ func TestSPOEWithoutCheckAuthMessageRefuses(t *testing.T) {
 		t.Errorf("ACK sets %d variables for an unknown message; want none (HAProxy then refuses)", len(ack.Actions))
 	}
 }
+
+// TestSPOESlowVerdictDoesNotHoldUpOthers: a verdict that waits on the
+// network (here a bearer token whose issuer's JWKS endpoint hangs) runs on
+// its own goroutine; the NOTIFYs pipelined behind it on the same connection
+// are answered meanwhile.
+func TestSPOESlowVerdictDoesNotHoldUpOthers(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	iss := newAPIIssuer(t)
+	slow := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		http.Error(w, "gone", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	g := startIdentity(t, fmt.Sprintf(`  bearer:
+    - issuer: %s
+      jwks_url: %s/keys
+      audiences: [api://gatehouse]
+%s`, iss.url, slow.URL, spoeExtra))
+	host := strings.TrimPrefix(g.origin, "http://")
+	alice := browser(t)
+	g.signIn(t, alice, "/analytics", "alice", "wonderland")
+	session := sessionCookie(t, alice, g.origin)
+
+	sc := dialSPOE(t, g.app.Addr("spoe").String())
+	sc.hello(false)
+	slowQ := spoeRequest{method: "GET", host: host, path: "/analytics", authz: "Bearer " + iss.token(t, nil)}.frame(1, 1)
+	fastQ := spoeRequest{method: "GET", host: host, path: "/analytics", session: session}.frame(3, 1)
+	if err := sc.w.WriteFrame(&slowQ); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.w.WriteFrame(&fastQ); err != nil {
+		t.Fatal(err)
+	}
+	var ack spop.Frame
+	sc.c.SetReadDeadline(time.Now().Add(ioTimeout))
+	if err := sc.r.ReadFrame(&ack); err != nil {
+		t.Fatal(err)
+	}
+	if ack.StreamID != 3 {
+		t.Fatalf("first ACK is for stream %d: the session check waited behind the bearer check", ack.StreamID)
+	}
+	if ok, _ := vars(t, &ack)["ok"].Bool(); !ok {
+		t.Error("alice's session refused")
+	}
+	once.Do(func() { close(release) })
+	sc.c.SetReadDeadline(time.Now().Add(ioTimeout))
+	if err := sc.r.ReadFrame(&ack); err != nil || ack.StreamID != 1 {
+		t.Fatalf("second ACK: stream %d, %v", ack.StreamID, err)
+	}
+}

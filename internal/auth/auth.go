@@ -129,7 +129,8 @@ type Gate struct {
 	names     []string // provider names, in order
 	cop       *http.CrossOriginProtection
 
-	routeFor func(host, path string) *Route // set by SetRouter
+	routeFor   func(host, path string) *Route // set by SetRouter
+	localStore bool                           // the store never waits (session.CookieStore)
 
 	refreshes flight            // one refresh per session at a time
 	replaced  replaceMap        // old cookie → refreshed session, for in-flight requests
@@ -186,6 +187,9 @@ func New(opts Options) (*Gate, error) {
 		usedState: oidc.NewReplayCache(oidc.MaxFlowAge+time.Minute, maxStates),
 	}
 	g.cookie = session.CookieName(opts.CookieName, g.secure)
+	if nw, ok := opts.Store.(interface{ NeverWaits() bool }); ok {
+		g.localStore = nw.NeverWaits()
+	}
 	for _, p := range opts.Providers {
 		if _, dup := g.providers[p.Name()]; dup {
 			return nil, fmt.Errorf("auth: provider %s listed twice", p.Name())

@@ -34,6 +34,13 @@ type Request struct {
 	// API reports that the client is a program (or a script), which gets
 	// 401 instead of a redirect to sign in.
 	API bool
+	// NoWait asks Check not to wait on the network: when deciding would
+	// (a session refresh is due, a bearer token to verify, a session store
+	// that is a network database), Check does nothing and returns an
+	// Outcome with Wait set, and the caller calls it again without NoWait
+	// where waiting is fine. The SPOE agent decides on its connection's
+	// reader this way, and only hands slow verdicts to a goroutine.
+	NoWait bool
 	// Relayed reports that the caller relays only the verdict (the SPOE
 	// agent, forward-auth): it cannot set a login flow cookie along with
 	// the redirect, so browsers are sent to /.gatehouse/login, which
@@ -61,6 +68,9 @@ type Outcome struct {
 	Headers []Header
 	// Rule and Reason explain the decision.
 	Rule, Reason string
+	// Wait reports that Request.NoWait stopped Check before it decided:
+	// call it again without NoWait. Nothing else in the Outcome is set.
+	Wait bool
 }
 
 // Header is one identity header for the upstream.
@@ -91,6 +101,9 @@ func (rt *Route) Check(ctx context.Context, req *Request) *Outcome {
 	now := g.opts.Now()
 	out := &Outcome{}
 	p, failReason, tokenFailed := g.authenticate(ctx, req, now, out)
+	if out.Wait {
+		return &Outcome{Wait: true}
+	}
 	if p != nil && p.Method == MethodSession && !slices.Contains(rt.providers, p.Provider) {
 		p, failReason = nil, ReasonProviderNotAllowed
 	}
@@ -141,6 +154,11 @@ func (g *Gate) authenticate(ctx context.Context, req *Request, now time.Time, ou
 	// the route passes Authorization) and the session cookie decides.
 	if req.Authorization != "" && g.opts.Bearer != nil {
 		raw, ok := bearerToken(req.Authorization)
+		if ok && req.NoWait {
+			// Verifying may fetch the issuer's keys.
+			out.Wait = true
+			return nil, "", false
+		}
 		if ok {
 			c, err := g.opts.Bearer.Verify(ctx, raw)
 			if err != nil {
@@ -155,7 +173,11 @@ func (g *Gate) authenticate(ctx context.Context, req *Request, now time.Time, ou
 	if value == "" {
 		return nil, "", false
 	}
-	s, reason := g.loadSession(ctx, value, now, out)
+	if req.NoWait && !g.localStore {
+		out.Wait = true
+		return nil, "", false
+	}
+	s, reason := g.loadSession(ctx, value, now, out, req.NoWait)
 	if s == nil {
 		return nil, reason, false
 	}
@@ -251,7 +273,7 @@ func cookieValue(header, name string) string {
 // when they are near expiry and re-sealing the cookie when the idle timer
 // needs it. It returns nil and a reason when there is no usable session;
 // a bad cookie is deleted.
-func (g *Gate) loadSession(ctx context.Context, value string, now time.Time, out *Outcome) (*session.Session, string) {
+func (g *Gate) loadSession(ctx context.Context, value string, now time.Time, out *Outcome, noWait bool) (*session.Session, string) {
 	if g.replaced.active() {
 		if r, ok := g.replaced.get(sha256.Sum256([]byte(value)), now); ok {
 			// The browser sent the cookie a refresh has just replaced (a
@@ -267,6 +289,10 @@ func (g *Gate) loadSession(ctx context.Context, value string, now time.Time, out
 		return nil, sessionReason(err)
 	}
 	if s.RefreshToken != "" && !s.TokenExpiry.IsZero() && !now.Before(s.TokenExpiry.Add(-g.opts.RefreshBefore)) {
+		if noWait {
+			out.Wait = true
+			return nil, ""
+		}
 		r := g.refresh(ctx, s, sha256.Sum256([]byte(value)), now)
 		switch {
 		case r.err == nil:

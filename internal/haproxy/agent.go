@@ -1,6 +1,7 @@
 package haproxy
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -224,6 +225,10 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	}
 }
 
+// readBufferSize is the read buffer of a connection: pipelined NOTIFYs
+// arrive several to a packet, and are read several to a syscall.
+const readBufferSize = 32 << 10
+
 // conn is one connection from HAProxy.
 type conn struct {
 	a       *Agent
@@ -239,8 +244,10 @@ func (a *Agent) serveConn(c net.Conn) {
 		a.opts.Log.Warn("SPOE agent refused a connection from an untrusted peer", "peer", peer)
 		return
 	}
-	cn := &conn{a: a, c: c, w: spop.NewWriter(c, int(a.opts.MaxFrameSize))}
-	r := spop.NewReader(c, int(a.opts.MaxFrameSize))
+	bw := newBatchWriter(c)
+	defer bw.close() // before c.Close: what is queued goes out first
+	cn := &conn{a: a, c: c, w: spop.NewWriter(bw, int(a.opts.MaxFrameSize))}
+	r := spop.NewReader(bufio.NewReaderSize(c, readBufferSize), int(a.opts.MaxFrameSize))
 	var f spop.Frame
 	c.SetReadDeadline(time.Now().Add(a.opts.HelloTimeout))
 	if err := r.ReadFrame(&f); err != nil {
@@ -276,8 +283,18 @@ func (a *Agent) serveConn(c net.Conn) {
 		case spop.FrameNotify:
 			q, ok := query(&f)
 			sid, fid := f.StreamID, f.FrameID
+			// Most verdicts need no I/O (a session cookie opened from the
+			// cache, policy, a cached assertion): they are decided here,
+			// on the reader, which saves a goroutine hand-off each. The
+			// others (a refresh due, a bearer token, a remote session
+			// store) go to a goroutine of their own, so a slow provider
+			// never holds up the NOTIFYs behind them. Without pipelining
+			// HAProxy waits for each ACK anyway.
 			if !hs.Pipelining {
-				cn.answer(sid, fid, q, ok)
+				cn.answer(sid, fid, q, ok, false)
+				continue
+			}
+			if cn.answer(sid, fid, q, ok, true) {
 				continue
 			}
 			select {
@@ -291,7 +308,7 @@ func (a *Agent) serveConn(c net.Conn) {
 			cn.pending.Add(1)
 			go func() {
 				defer func() { <-a.sem; cn.pending.Done() }()
-				cn.answer(sid, fid, q, ok)
+				cn.answer(sid, fid, q, ok, false)
 			}()
 		case spop.FrameHAProxyDisconnect:
 			if d, err := spop.ParseDisconnect(&f); err == nil && d.Status != spop.StatusNormal {
@@ -326,17 +343,27 @@ func (cn *conn) fail(err error, doing string) {
 	cn.w.WriteFrame(&d)
 }
 
-// answer decides one NOTIFY and writes its ACK.
-func (cn *conn) answer(sid, fid uint64, q *notifyQuery, ok bool) {
+// answer decides one NOTIFY and writes its ACK. With noWait it decides
+// only if that needs no I/O, and reports false, having done nothing, when
+// the verdict must be decided where waiting is fine.
+func (cn *conn) answer(sid, fid uint64, q *notifyQuery, ok, noWait bool) bool {
 	a := cn.a
 	start := time.Now()
 	var actions []spop.Action
 	rec := &audit.Record{Time: start, Via: audit.ViaSPOE}
 	if ok {
 		rec.RequestID = q.requestID
-		ctx, cancel := context.WithTimeout(context.Background(), a.opts.Timeout)
-		v := decide(ctx, a.opts.Route, &q.Query, rec)
-		cancel()
+		var v *Verdict
+		if noWait {
+			// Nothing here waits, so no deadline is needed.
+			if v = decide(context.Background(), a.opts.Route, &q.Query, rec, true); v.Wait {
+				return false
+			}
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), a.opts.Timeout)
+			v = decide(ctx, a.opts.Route, &q.Query, rec, false)
+			cancel()
+		}
 		actions = v.actions()
 	} else {
 		// No usable check-auth message: a configuration mistake. The
@@ -368,6 +395,7 @@ func (cn *conn) answer(sid, fid uint64, q *notifyQuery, ok bool) {
 	if err != nil {
 		cn.c.Close() // the reader sees it and ends the connection
 	}
+	return true
 }
 
 // actions turns a verdict into the ACK's set-var actions, all in txn

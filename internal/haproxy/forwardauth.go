@@ -106,7 +106,7 @@ func (fa *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forward-auth needs X-Forwarded-Host and X-Forwarded-Uri (or X-Original-URL)", http.StatusBadRequest)
 		return
 	}
-	v := decide(r.Context(), fa.opts.Route, q, rec)
+	v := decide(r.Context(), fa.opts.Route, q, rec, false)
 	rec.Route = orDefault(rec.Route, "gatehouse")
 	if v.Path != "" && v.Allow {
 		// Canonical but not as sent: refuse (see ReasonNotCanonical).

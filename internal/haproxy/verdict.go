@@ -88,11 +88,14 @@ type Verdict struct {
 	// Gate is the gate that decided (nil when no route matched), for the
 	// header and cookie names.
 	Gate *auth.Gate
+	// Wait reports that decide was asked not to wait and deciding needs
+	// I/O (see auth.Request.NoWait); nothing else is set.
+	Wait bool
 }
 
 // decide canonicalizes q, finds its route and runs the route's check, the
 // same one the proxy runs; it fills rec with the decision.
-func decide(ctx context.Context, route Router, q *Query, rec *audit.Record) *Verdict {
+func decide(ctx context.Context, route Router, q *Query, rec *audit.Record, noWait bool) *Verdict {
 	v := &Verdict{}
 	rec.Method = truncate(q.Method, 32)
 	rec.ClientIP = q.Source
@@ -139,7 +142,11 @@ func decide(ctx context.Context, route Router, q *Query, rec *audit.Record) *Ver
 		Authorization: q.Authorization,
 		API:           q.API,
 		Relayed:       true,
+		NoWait:        noWait,
 	})
+	if out.Wait {
+		return &Verdict{Wait: true}
+	}
 	if p := out.Principal; p != nil {
 		rec.AuthMethod, rec.Issuer, rec.Subject, rec.Email, rec.Groups = p.Method, p.Issuer, p.Subject, p.Email, p.Groups
 	}
