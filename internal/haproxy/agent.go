@@ -3,6 +3,7 @@ package haproxy
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -233,7 +234,8 @@ const readBufferSize = 32 << 10
 type conn struct {
 	a       *Agent
 	c       net.Conn
-	w       *spop.Writer
+	w       *spop.Writer   // for goroutines: wakes the batch writer
+	wq      *spop.Writer   // for the reader: queues until it flushes
 	pending sync.WaitGroup // verdicts of this connection in flight
 }
 
@@ -246,8 +248,12 @@ func (a *Agent) serveConn(c net.Conn) {
 	}
 	bw := newBatchWriter(c)
 	defer bw.close() // before c.Close: what is queued goes out first
-	cn := &conn{a: a, c: c, w: spop.NewWriter(bw, int(a.opts.MaxFrameSize))}
-	r := spop.NewReader(bufio.NewReaderSize(c, readBufferSize), int(a.opts.MaxFrameSize))
+	cn := &conn{a: a, c: c,
+		w:  spop.NewWriter(bw, int(a.opts.MaxFrameSize)),
+		wq: spop.NewWriter(queued{bw}, int(a.opts.MaxFrameSize)),
+	}
+	br := bufio.NewReaderSize(c, readBufferSize)
+	r := spop.NewReader(br, int(a.opts.MaxFrameSize))
 	var f spop.Frame
 	c.SetReadDeadline(time.Now().Add(a.opts.HelloTimeout))
 	if err := r.ReadFrame(&f); err != nil {
@@ -266,9 +272,14 @@ func (a *Agent) serveConn(c net.Conn) {
 	}
 	r.SetMaxFrameSize(int(hs.MaxFrameSize))
 	cn.w.SetMaxFrameSize(int(hs.MaxFrameSize))
+	cn.wq.SetMaxFrameSize(int(hs.MaxFrameSize))
 	c.SetReadDeadline(time.Time{})
 	defer cn.pending.Wait()
 	for {
+		if !frameBuffered(br) {
+			// The next read may block: send the ACKs decided so far.
+			bw.flush()
+		}
 		if err := r.ReadFrame(&f); err != nil {
 			if a.isClosing() {
 				cn.pending.Wait()
@@ -291,12 +302,13 @@ func (a *Agent) serveConn(c net.Conn) {
 			// never holds up the NOTIFYs behind them. Without pipelining
 			// HAProxy waits for each ACK anyway.
 			if !hs.Pipelining {
-				cn.answer(sid, fid, q, ok, false)
+				cn.answer(cn.wq, sid, fid, q, ok, false)
 				continue
 			}
-			if cn.answer(sid, fid, q, ok, true) {
+			if cn.answer(cn.wq, sid, fid, q, ok, true) {
 				continue
 			}
+			bw.flush() // the wait for a slot may be long
 			select {
 			case a.sem <- struct{}{}:
 			case <-a.shutdown:
@@ -308,7 +320,7 @@ func (a *Agent) serveConn(c net.Conn) {
 			cn.pending.Add(1)
 			go func() {
 				defer func() { <-a.sem; cn.pending.Done() }()
-				cn.answer(sid, fid, q, ok, false)
+				cn.answer(cn.w, sid, fid, q, ok, false)
 			}()
 		case spop.FrameHAProxyDisconnect:
 			if d, err := spop.ParseDisconnect(&f); err == nil && d.Status != spop.StatusNormal {
@@ -346,7 +358,7 @@ func (cn *conn) fail(err error, doing string) {
 // answer decides one NOTIFY and writes its ACK. With noWait it decides
 // only if that needs no I/O, and reports false, having done nothing, when
 // the verdict must be decided where waiting is fine.
-func (cn *conn) answer(sid, fid uint64, q *notifyQuery, ok, noWait bool) bool {
+func (cn *conn) answer(w *spop.Writer, sid, fid uint64, q *notifyQuery, ok, noWait bool) bool {
 	a := cn.a
 	start := time.Now()
 	var actions []spop.Action
@@ -381,7 +393,7 @@ func (cn *conn) answer(sid, fid uint64, q *notifyQuery, ok, noWait bool) bool {
 		a.opts.Observe(rec.Decision, rec.Duration)
 	}
 	ack := spop.Ack(sid, fid, actions)
-	err := cn.w.WriteFrame(&ack)
+	err := w.WriteFrame(&ack)
 	if errors.Is(err, spop.ErrFrameTooBig) {
 		// The identity does not fit in a frame (a huge groups list):
 		// refuse rather than half-answer.
@@ -390,7 +402,7 @@ func (cn *conn) answer(sid, fid uint64, q *notifyQuery, ok, noWait bool) bool {
 			spop.SetVar(spop.ScopeTxn, VarStatus, spop.Int32Value(http.StatusServiceUnavailable)),
 			spop.SetVar(spop.ScopeTxn, VarReason, spop.StringValue("verdict-too-big")),
 		})
-		err = cn.w.WriteFrame(&ack)
+		err = w.WriteFrame(&ack)
 	}
 	if err != nil {
 		cn.c.Close() // the reader sees it and ends the connection
@@ -502,6 +514,16 @@ func query(f *spop.Frame) (*notifyQuery, bool) {
 		return q, false
 	}
 	return q, true
+}
+
+// frameBuffered reports whether br holds a whole frame, so the next
+// ReadFrame will not block.
+func frameBuffered(br *bufio.Reader) bool {
+	if br.Buffered() < 4 {
+		return false
+	}
+	b, _ := br.Peek(4)
+	return uint64(br.Buffered()) >= 4+uint64(binary.BigEndian.Uint32(b))
 }
 
 func peerAddr(c net.Conn) netip.Addr {

@@ -13,18 +13,24 @@ const writeTimeout = 10 * time.Second
 
 var errWriterClosed = errors.New("haproxy: connection writer closed")
 
-// batchWriter coalesces the ACKs of pipelined verdicts: Write appends to a
-// buffer, and one goroutine writes whatever has accumulated with one
-// syscall. Under load many ACKs go out per write (and HAProxy reads them
-// in one); a lone ACK is written at once. The buffer holds at most the
-// ACKs of the verdicts in flight, which MaxInFlight bounds.
+// batchWriter coalesces ACKs. The connection's reader queues the ACKs it
+// decides itself (queued, no wake-up) and writes them all with one syscall
+// when it has no complete frame left to read (flush). Verdicts decided on
+// goroutines Write theirs, which wakes a writer goroutine that writes
+// whatever has accumulated. Under load many ACKs go out per write (and
+// HAProxy reads them in one). Batches may go out in any order (each is
+// whole frames, and pipelined ACKs may come in any order). The buffer holds
+// at most the ACKs of the verdicts in flight.
 type batchWriter struct {
 	c    net.Conn
 	kick chan struct{} // capacity 1: "there is something to write"
 	done chan struct{} // closed when loop returns
 
-	mu     sync.Mutex // guards buf, err, closed
+	wmu sync.Mutex // serializes writes to c
+
+	mu     sync.Mutex // guards buf, spare, err, closed
 	buf    []byte
+	spare  []byte // the buffer last written, for reuse
 	err    error
 	closed bool
 }
@@ -35,9 +41,17 @@ func newBatchWriter(c net.Conn) *batchWriter {
 	return b
 }
 
-// Write queues p. It fails once a write to the connection has failed or
-// the writer is closed.
-func (b *batchWriter) Write(p []byte) (int, error) {
+// Write queues p and has the writer goroutine send it. It fails once a
+// write to the connection has failed or the writer is closed.
+func (b *batchWriter) Write(p []byte) (int, error) { return b.add(p, true) }
+
+// queued is an io.Writer that queues without waking the writer goroutine:
+// the caller flushes.
+type queued struct{ b *batchWriter }
+
+func (q queued) Write(p []byte) (int, error) { return q.b.add(p, false) }
+
+func (b *batchWriter) add(p []byte, kick bool) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.err != nil {
@@ -47,31 +61,50 @@ func (b *batchWriter) Write(p []byte) (int, error) {
 		return 0, errWriterClosed
 	}
 	b.buf = append(b.buf, p...)
-	select {
-	case b.kick <- struct{}{}:
-	default: // a write is already due; it will take p too
+	if kick {
+		select {
+		case b.kick <- struct{}{}:
+		default: // a write is already due; it will take p too
+		}
 	}
 	return len(p), nil
 }
 
+// flush writes what is queued, in the caller's goroutine.
+func (b *batchWriter) flush() {
+	b.mu.Lock()
+	if len(b.buf) == 0 || b.err != nil {
+		b.mu.Unlock()
+		return
+	}
+	out := b.buf
+	b.buf = b.spare[:0]
+	b.spare = nil
+	b.mu.Unlock()
+	b.write(out)
+}
+
+func (b *batchWriter) write(out []byte) {
+	b.wmu.Lock()
+	b.c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := b.c.Write(out)
+	b.wmu.Unlock()
+	b.mu.Lock()
+	if err != nil && b.err == nil {
+		b.err = err
+		b.c.Close() // the connection's reader sees it and ends
+	}
+	if cap(out) <= 1<<20 {
+		b.spare = out[:0]
+	}
+	b.mu.Unlock()
+}
+
 func (b *batchWriter) loop() {
 	defer close(b.done)
-	var out []byte
 	for {
 		_, more := <-b.kick
-		b.mu.Lock()
-		out, b.buf = b.buf, out[:0]
-		failed := b.err != nil
-		b.mu.Unlock()
-		if len(out) > 0 && !failed {
-			b.c.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if _, err := b.c.Write(out); err != nil {
-				b.mu.Lock()
-				b.err = err
-				b.mu.Unlock()
-				b.c.Close() // the connection's reader sees it and ends
-			}
-		}
+		b.flush()
 		if !more {
 			return
 		}
