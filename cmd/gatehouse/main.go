@@ -194,7 +194,7 @@ func quickstart(args []string, stderr io.Writer) int {
 	}
 	go demoSrv.Serve(ln)
 	defer demoSrv.Close()
-	cfg.Upstreams["demo"].Targets = []config.URL{{URL: &url.URL{Scheme: "http", Host: ln.Addr().String()}}}
+	cfg.Upstreams["demo"].Targets = []config.Target{{URL: config.URL{URL: &url.URL{Scheme: "http", Host: ln.Addr().String()}}, Weight: 1}}
 	cfg.Listeners[0].Address = *addr
 	cfg.Admin.Address = *adminAddr
 	cfg.PublicURL = config.URL{URL: &url.URL{Scheme: "http", Host: *addr}}

@@ -344,3 +344,33 @@ func load(url string, total, workers int, step func(n int64)) (failed int64, fir
 	}
 	return nfailed.Load(), first
 }
+
+// TestTargetWeightsShareTraffic: {url, weight} targets reach the pool.
+// Round robin shares exactly 3:1 (it is smooth). least_conn compares
+// (in-flight+1)/weight, as HAProxy's leastconn does, so one request at a
+// time always finds the weight-3 target the least loaded.
+func TestTargetWeightsShareTraffic(t *testing.T) {
+	want := map[string][2]int{"round_robin": {300, 100}, "least_conn": {400, 0}}
+	for _, balance := range []string{"round_robin", "least_conn"} {
+		t.Run(balance, func(t *testing.T) {
+			var ok atomic.Int32
+			ok.Store(200)
+			a, b := namedTarget(t, "a", &ok), namedTarget(t, "b", &ok)
+			g := start(t, poolConfig([]string{"{url: " + a + ", weight: 3}", b}, "    balance: "+balance))
+			counts := map[string]int{}
+			c := client()
+			for range 400 {
+				resp, err := c.Get(g.url("public") + "/")
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				counts[string(body)]++
+			}
+			if w := want[balance]; counts["a"] != w[0] || counts["b"] != w[1] {
+				t.Errorf("weights 3:1 gave a=%d b=%d, want %d and %d", counts["a"], counts["b"], w[0], w[1])
+			}
+		})
+	}
+}

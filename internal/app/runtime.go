@@ -91,7 +91,8 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 			}
 		}
 		for _, t := range uc.Targets {
-			opts.Targets = append(opts.Targets, t.URL)
+			opts.Targets = append(opts.Targets, t.URL.URL)
+			opts.Weights = append(opts.Weights, t.Weight)
 		}
 		u, err := upstream.New(opts)
 		if err != nil {

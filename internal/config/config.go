@@ -266,9 +266,11 @@ type Log struct {
 // Upstream is an application: one or more equivalent targets.
 type Upstream struct {
 	// Targets are the base URLs of the application's instances
-	// (http or https, host and port, no path). Requests are spread round
-	// robin. Required.
-	Targets []URL `yaml:"targets"`
+	// (http or https, host and port, no path), spread by balance. A target
+	// may also be a mapping {url: http://10.0.1.12:3000, weight: 2}: its
+	// share of the traffic relative to the others' (1 to 1000, default 1),
+	// for every policy. Required.
+	Targets []Target `yaml:"targets"`
 
 	// DialTimeout bounds connecting to a target; a failure answers 502.
 	// Default: 5s.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -15,6 +16,42 @@ import (
 // error message is reported at the node's position under the field's path.
 type nodeDecoder interface {
 	decodeNode(n *yaml.Node) error
+}
+
+// mappingForm marks a nodeDecoder that also accepts a mapping (such as a
+// target's {url, weight}). Its decodeNode reports problems with a key as
+// *keyError values (joined with errors.Join), so each is positioned at the
+// key's value.
+type mappingForm interface {
+	nodeDecoder
+	acceptsMapping()
+}
+
+// keyError is a problem with the value of one key of a mapping that a
+// mappingForm decodes.
+type keyError struct {
+	node *yaml.Node // the value, or the mapping for a missing key
+	key  string
+	msg  string
+}
+
+func (e *keyError) Error() string { return e.key + ": " + e.msg }
+
+// nodeErrors records err, from a nodeDecoder of n: each keyError at its own
+// node and path, anything else at n.
+func (d *decoder) nodeErrors(n *yaml.Node, path string, err error) {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		var ke *keyError
+		if errors.As(e, &ke) {
+			d.errorf(ke.node, path+"."+ke.key, "%s", ke.msg)
+			continue
+		}
+		d.errorf(n, path, "%v", e)
+	}
 }
 
 // defaulter is implemented by struct types whose elements inside lists and
@@ -50,12 +87,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	}
 	if v.CanAddr() {
 		if nd, ok := v.Addr().Interface().(nodeDecoder); ok {
-			if n.Kind != yaml.ScalarNode {
+			_, mapping := nd.(mappingForm)
+			if n.Kind != yaml.ScalarNode && !(mapping && n.Kind == yaml.MappingNode) {
 				d.errorf(n, path, "want a single value, got %s", kindName(n))
 				return
 			}
 			if err := nd.decodeNode(n); err != nil {
-				d.errorf(n, path, "%v", err)
+				d.nodeErrors(n, path, err)
 			}
 			return
 		}

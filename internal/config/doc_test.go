@@ -133,7 +133,7 @@ func schemaStruct(ft reflect.Type) (reflect.Type, string) {
 
 func isLeafType(t reflect.Type) bool {
 	switch t {
-	case reflect.TypeOf(URL{}), reflect.TypeOf(Prefix{}), reflect.TypeOf(SecretRef{}):
+	case reflect.TypeOf(URL{}), reflect.TypeOf(Prefix{}), reflect.TypeOf(SecretRef{}), reflect.TypeOf(Target{}):
 		return true
 	}
 	return false
@@ -145,6 +145,8 @@ func typeName(ft reflect.Type) string {
 		return "duration"
 	case reflect.TypeOf(URL{}):
 		return "URL"
+	case reflect.TypeOf(Target{}):
+		return "URL or {url, weight}"
 	case reflect.TypeOf(Prefix{}):
 		return "CIDR"
 	case reflect.TypeOf(SecretRef{}):

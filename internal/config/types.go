@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,6 +62,52 @@ func (u *URL) decodeNode(n *yaml.Node) error {
 	}
 	u.URL = p
 	return nil
+}
+
+// Target is an upstream target: a URL, or a mapping {url: URL, weight: N}
+// for a share of the traffic other than 1.
+type Target struct {
+	URL
+	// Weight is the target's share relative to the others' (1 to 1000).
+	// Default: 1.
+	Weight int
+}
+
+func (t *Target) acceptsMapping() {}
+
+func (t *Target) decodeNode(n *yaml.Node) error {
+	t.Weight = 1
+	if n.Kind != yaml.MappingNode {
+		return t.URL.decodeNode(n)
+	}
+	var errs []error
+	var haveURL bool
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch k.Value {
+		case "url":
+			haveURL = true
+			if err := t.URL.decodeNode(v); err != nil {
+				errs = append(errs, &keyError{v, "url", err.Error()})
+			}
+		case "weight":
+			w, err := strconv.Atoi(v.Value)
+			switch {
+			case v.ShortTag() != "!!int" || err != nil:
+				errs = append(errs, &keyError{v, "weight", "want an integer, got " + kindName(v)})
+			case w < 1 || w > 1000:
+				errs = append(errs, &keyError{v, "weight", fmt.Sprintf("%d is out of range 1..1000", w)})
+			default:
+				t.Weight = w
+			}
+		default:
+			errs = append(errs, &keyError{k, truncate(k.Value, 40), "unknown key (a target has url and weight)"})
+		}
+	}
+	if !haveURL {
+		errs = append(errs, &keyError{n, "url", "required"})
+	}
+	return errors.Join(errs...)
 }
 
 // Prefix is a CIDR block; a bare address means just that address.

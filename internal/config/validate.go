@@ -312,8 +312,10 @@ func (v *validator) upstreams(c *Config) {
 		}
 		for i, t := range u.Targets {
 			tp := fmt.Sprintf("%s.targets[%d]", p, i)
-			if t.URL == nil {
-				v.errorf(tp, "target URL is empty")
+			if t.URL.URL == nil {
+				if !v.decodeFailed[tp+".url"] {
+					v.errorf(tp, "target URL is empty")
+				}
 				continue
 			}
 			switch {

@@ -43,7 +43,7 @@ func (v *validator) pool(u *Upstream, p string) {
 		}
 		hasHTTPS := false
 		for _, t := range u.Targets {
-			hasHTTPS = hasHTTPS || (t.URL != nil && t.Scheme == "https")
+			hasHTTPS = hasHTTPS || (t.URL.URL != nil && t.Scheme == "https")
 		}
 		if !hasHTTPS {
 			v.errorf(p+".tls", "tls applies to https targets, and this upstream has none")

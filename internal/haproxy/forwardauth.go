@@ -18,7 +18,8 @@ import (
 const PathForwardAuth = "/.gatehouse/auth"
 
 // HeaderCookie is the forward-auth response header holding the client's
-// Cookie header without gatehouse's cookies, sent when they differ.
+// Cookie header without gatehouse's cookies (possibly empty), sent on 200
+// whenever the request had cookies.
 const HeaderCookie = "X-Gatehouse-Cookie"
 
 // Reasons of the forward-auth endpoint.
@@ -106,8 +107,8 @@ func (fa *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forward-auth needs X-Forwarded-Host and X-Forwarded-Uri (or X-Original-URL)", http.StatusBadRequest)
 		return
 	}
+	rec.Route = "" // from here on, the record is about the original request
 	v := decide(r.Context(), fa.opts.Route, q, rec, false)
-	rec.Route = orDefault(rec.Route, "gatehouse")
 	if v.Path != "" && v.Allow {
 		// Canonical but not as sent: refuse (see ReasonNotCanonical).
 		v = &Verdict{Status: http.StatusBadRequest, Reason: ReasonNotCanonical}
@@ -121,10 +122,12 @@ func (fa *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		for _, hd := range v.Headers {
 			h[hd.Name] = []string{hd.Value}
 		}
-		if v.CookieChanged {
-			// The caller copies it onto the request for the app
-			// (nginx: auth_request_set and proxy_set_header Cookie), so
-			// the app never sees gatehouse's session cookie.
+		if q.Cookie != "" {
+			// The caller copies it onto the request for the app (nginx:
+			// auth_request_set and proxy_set_header Cookie; Caddy:
+			// copy_headers X-Gatehouse-Cookie>Cookie), so the app never
+			// sees gatehouse's session cookie. Sent even when unchanged,
+			// since such a copy replaces the header.
 			h[HeaderCookie] = []string{v.Cookie}
 		}
 		rec.Decision = audit.DecisionAllow
@@ -188,11 +191,4 @@ func (fa *ForwardAuth) query(r *http.Request, conn listener.Conn) (*Query, bool)
 	q.Path, q.RawQuery, _ = strings.Cut(uri, "?")
 	q.API = auth.IsAPI(q.Method, hd.Get("Accept"), hd.Get("Sec-Fetch-Mode"), hd.Get("X-Requested-With"))
 	return q, true
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

@@ -37,6 +37,9 @@ type Options struct {
 	Name string
 	// Targets are base URLs: scheme and host[:port], no path.
 	Targets []*url.URL
+	// Weights are the targets' shares, in the same order (1 to
+	// MaxWeight); nil means 1 each.
+	Weights []int
 	// DialTimeout bounds connecting to a target. Default 5s.
 	DialTimeout time.Duration
 	// ResponseHeaderTimeout bounds waiting for response headers once the
@@ -132,8 +135,15 @@ func New(opts Options) (*Upstream, error) {
 		MaxQueue:     opts.MaxQueue,
 		OnTransition: opts.OnTransition,
 	}
-	for _, t := range u.targets {
-		po.Targets = append(po.Targets, WeightedTarget{Target: t, Weight: 1})
+	if opts.Weights != nil && len(opts.Weights) != len(u.targets) {
+		return nil, fmt.Errorf("upstream %s: %d weights for %d targets", opts.Name, len(opts.Weights), len(u.targets))
+	}
+	for i, t := range u.targets {
+		w := 1
+		if opts.Weights != nil {
+			w = opts.Weights[i]
+		}
+		po.Targets = append(po.Targets, WeightedTarget{Target: t, Weight: w})
 	}
 	if opts.Previous != nil {
 		po.Previous = opts.Previous.pool
