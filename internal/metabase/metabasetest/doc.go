@@ -50,7 +50,9 @@
 // session-timeout idle setting, configurable jwt-attribute-* claim names,
 // group managers beyond "paid feature only", emails, login history, locales,
 // site-url detection from the first request (site-url defaults to the
-// server's own URL instead), streamed query endpoints, and the real
+// server's own URL instead), query endpoints other than the one streamed
+// POST /api/dataset (section 4: chunked, X-Accel-Buffering: no, stopped and
+// recorded in Queries when the client goes away), and the real
 // frontend: the app page answers 302 to /auth/login itself where Metabase's
 // SPA would do it in the browser.
 //

@@ -99,6 +99,11 @@ type Options struct {
 	// Now is the clock. Default time.Now. Sessions, JWT times and the login
 	// throttle all read it.
 	Now func() time.Time
+	// QueryDuration is how long POST /api/dataset streams before it
+	// completes, by the wall clock (not Now). Default 2 s.
+	QueryDuration time.Duration
+	// QueryInterval is the time between two streamed rows. Default 50 ms.
+	QueryInterval time.Duration
 }
 
 // Server is a running Metabase test double.
@@ -123,6 +128,7 @@ type Server struct {
 	nextMember   int
 	failures     map[string][]time.Time // "user:<email>" or "ip:<addr>" → failed login times
 	stats        Stats
+	queries      []*Query // POST /api/dataset calls, in arrival order
 }
 
 // Stats counts what happened, for tests.
@@ -173,6 +179,15 @@ func New(t testing.TB, opts Options) *Server {
 	}
 	if opts.MaxSessionAge == 0 {
 		opts.MaxSessionAge = DefaultMaxSessionAge
+	}
+	if opts.QueryDuration == 0 {
+		opts.QueryDuration = DefaultQueryDuration
+	}
+	if opts.QueryInterval == 0 {
+		opts.QueryInterval = DefaultQueryInterval
+	}
+	if opts.QueryDuration < 0 || opts.QueryInterval < 0 {
+		t.Fatalf("metabasetest: QueryDuration %v and QueryInterval %v must not be negative", opts.QueryDuration, opts.QueryInterval)
 	}
 	switch opts.SessionCookieSameSite {
 	case "":
@@ -266,6 +281,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("PUT /api/permissions/membership/{id}", s.admin(s.updateMembership))
 	mux.HandleFunc("DELETE /api/permissions/membership/{id}", s.admin(s.deleteMembership))
 	mux.HandleFunc("PUT /api/permissions/membership/{id}/clear", s.admin(s.clearGroup))
+	mux.HandleFunc("POST /api/dataset", s.dataset)
 	mux.HandleFunc("/api/public/", s.publicAPI)
 	mux.HandleFunc("/api/embed/", s.publicAPI)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, _ *http.Request) {
@@ -326,6 +342,10 @@ func (tw *timeoutWriter) WriteHeader(code int) {
 	}
 	tw.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the underlying writer's
+// Flush, which streamed responses need.
+func (tw *timeoutWriter) Unwrap() http.ResponseWriter { return tw.ResponseWriter }
 
 func (tw *timeoutWriter) Write(b []byte) (int, error) {
 	if !tw.wrote {
