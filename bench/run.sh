@@ -60,7 +60,8 @@ AUTH_HOST=protected.bench.test
 # client's ID.
 TOKEN_AUDIENCE=api://gatehouse-bench
 ALL_CONTENDERS=(direct haproxy gatehouse gatehouse-cookie gatehouse-bearer gatehouse-anon
-	gatehouse-inline gatehouse-spoe oauth2-proxy-cookie oauth2-proxy-bearer)
+	gatehouse-inline gatehouse-spoe oauth2-proxy-cookie oauth2-proxy-bearer
+	gatehouse-least-conn gatehouse-hash)
 if [[ -n ${CONTENDERS:-} ]]; then
 	read -r -a CONTENDERS <<<"$CONTENDERS"
 	for c in "${CONTENDERS[@]}"; do
@@ -341,6 +342,8 @@ declare -A URL=(
 	[gatehouse-cookie]="$GH/hello"
 	[gatehouse-bearer]="$GH/hello"
 	[gatehouse-anon]="$GH/hello"
+	[gatehouse-least-conn]="$GH/hello"
+	[gatehouse-hash]="$GH/hello"
 	[gatehouse-inline]="http://$HOST:$HAPROXY_INLINE_PORT/hello"
 	[gatehouse-spoe]="http://$HOST:$HAPROXY_SPOE_PORT/hello"
 	[oauth2-proxy-cookie]="$O2P/hello"
@@ -352,6 +355,8 @@ declare -A HDRS=(
 	[gatehouse-cookie]="Host: $AUTH_HOST"$'\n'"Cookie: gh_session=$GATEHOUSE_COOKIE"
 	[gatehouse-bearer]="Host: $AUTH_HOST"$'\n'"Authorization: Bearer $BEARER_TOKEN"
 	[gatehouse-anon]="Host: $AUTH_HOST"$'\n'"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+	[gatehouse-least-conn]="Host: least-conn.bench.test"
+	[gatehouse-hash]="Host: hash.bench.test"
 	[gatehouse-inline]="Host: $AUTH_HOST"$'\n'"Cookie: gh_session=$GATEHOUSE_COOKIE"
 	[gatehouse-spoe]="Host: $AUTH_HOST"$'\n'"Cookie: gh_session=$GATEHOUSE_COOKIE"
 	[oauth2-proxy-cookie]="Cookie: $O2P_COOKIE"
@@ -702,6 +707,8 @@ cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 	echo "gatehouse-spoe is HAProxy asking gatehouse's SPOE agent and forwarding to the app itself (topology B),"
 	echo "both with the session cookie on the protected route; their proxy CPU is HAProxy's plus gatehouse's."
 	echo "oauth2-proxy-cookie and -bearer send a cookie from a login at Dex or the same JWT to oauth2-proxy."
+	echo "gatehouse-least-conn and gatehouse-hash are the passthrough through pools with balance least_conn and"
+	echo "hash (on the client IP) instead of round_robin."
 	echo
 	echo "| contender | connections | req/s | p50 (ms) | p99 (ms) | proxy CPU (µs/req) | errors |"
 	echo "|---|---:|---:|---:|---:|---:|---|"
@@ -753,6 +760,11 @@ cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 			printf "- HAProxy in front of gatehouse (topology A, session cookie) at 64 connections is %.0f%% of HAProxy passthrough'"'"'s req/s (%.0f vs %.0f; no target).\n",
 				100 * g / h, g, h }'
 	fi
+	for c in gatehouse-least-conn gatehouse-hash; do
+		ran gatehouse && ran "$c" || continue
+		awk -v c="$c" -v r="$(med gatehouse 64 rps)" -v g="$(med "$c" 64 rps)" -v rc="$(med gatehouse 64 cpu)" -v gc="$(med "$c" 64 cpu)" 'BEGIN {
+			printf "- %s at 64 connections: %.0f req/s, %+.1f%% against round robin'"'"'s %.0f; CPU %.1f against %.1f µs/req (target: no measurable cost).\n", c, g, 100 * (g - r) / r, r, gc, rc }'
+	done
 	if ((ERRORS > 0)); then
 		echo "- $ERRORS run(s) had errors (see the errors column): these figures do not measure a working proxy."
 	fi

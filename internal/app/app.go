@@ -202,7 +202,7 @@ func (a *App) listen(cfg *config.Config) error {
 			Route:        a.verdictRoute,
 			Trusted:      func(ip netip.Addr) bool { return a.rt.Load().trust.Contains(ip) },
 			Audit:        a.audit,
-			MaxFrameSize: uint32(sc.MaxFrameSize),
+			MaxFrameSize: uint32(sc.MaxFrameSize), //nolint:gosec // validated: 256 to 1048576
 			Timeout:      sc.Timeout.D(),
 			MaxInFlight:  sc.MaxInFlight,
 			Observe:      a.metrics.SPOEVerdict,

@@ -28,6 +28,7 @@ var allowedImports = map[string][]string{
 	"internal/auth":      {"internal/assertion", "internal/audit", "internal/oidc", "internal/policy", "internal/session", "internal/token"},
 	"internal/testenv":   nil,
 	"internal/spop":      nil,
+	"internal/metabase":  {"internal/secret"},
 	"internal/haproxy":   {"internal/audit", "internal/auth", "internal/canon", "internal/idheader", "internal/listener", "internal/spop"},
 	"internal/policy":    nil,
 	"internal/session":   nil,

@@ -374,3 +374,40 @@ func TestTargetWeightsShareTraffic(t *testing.T) {
 		})
 	}
 }
+
+// TestHangingTargetAvoided: a target that accepts connections and never
+// answers costs a request its response_header_timeout once, then the GET
+// goes to another target (a retry), and after eject_after such failures
+// the target gets no more traffic.
+func TestHangingTargetAvoided(t *testing.T) {
+	var ok atomic.Int32
+	ok.Store(200)
+	good := namedTarget(t, "good", &ok)
+	release := make(chan struct{})
+	hang := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release) })
+	g := start(t, poolConfig([]string{hang.URL, good}, `    response_header_timeout: 300ms
+    eject_after: 2
+    eject_for: 1m`))
+	c := client()
+	for i := range 20 {
+		resp, err := c.Get(g.url("public") + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "good" {
+			t.Fatalf("request %d: %d %q, want 200 from the answering target", i, resp.StatusCode, body)
+		}
+	}
+	_, st := get(t, g.adminURL()+"/.gatehouse/status")
+	if !strings.Contains(st, `"ejected_until"`) {
+		t.Errorf("the hanging target is not ejected in /.gatehouse/status:\n%s", st)
+	}
+}

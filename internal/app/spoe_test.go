@@ -29,13 +29,10 @@ trusted_proxies: [127.0.0.1/32]
 
 // spoeClient is one SPOP connection, as HAProxy opens it.
 type spoeClient struct {
-	t  testing.TB
-	c  net.Conn
-	r  *spop.Reader
-	w  *spop.Writer
-	mu sync.Mutex // guards acks
-	// acks holds ACKs read by readAcks, by stream-id and frame-id.
-	acks map[[2]uint64]map[string]spop.Value
+	t testing.TB
+	c net.Conn
+	r *spop.Reader
+	w *spop.Writer
 }
 
 func dialSPOE(t testing.TB, addr string) *spoeClient {
@@ -325,7 +322,7 @@ func TestSPOEPipelinedConcurrentNotifies(t *testing.T) {
 			sc.c.SetReadDeadline(time.Now().Add(30 * time.Second))
 			for len(seen) < perConn {
 				if err := sc.r.ReadFrame(&ack); err != nil {
-					errs <- fmt.Errorf("conn %d: after %d ACKs: %v", c, len(seen), err)
+					errs <- fmt.Errorf("conn %d: after %d ACKs: %w", c, len(seen), err)
 					return
 				}
 				i := (ack.StreamID - 1) / 2

@@ -68,7 +68,7 @@ func dialWebSocket(t *testing.T, addr, path, upgrade string, extra ...string) (n
 	return c, br, resp.StatusCode
 }
 
-func startWebSocketGatehouse(t *testing.T) (*identityGatehouse, string) {
+func startWebSocketGatehouse(t *testing.T, identityExtra ...string) (*identityGatehouse, string) {
 	t.Helper()
 	port := testenv.FreePort(t)
 	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -78,6 +78,7 @@ public_url: %s
 admin: {address: 127.0.0.1:0}
 identity:
   builtin: {demo_users: true}
+%s
 upstreams:
   ws: {targets: [%s]}
 routes:
@@ -90,7 +91,7 @@ routes:
     path: /
     upstream: ws
     policy: {allow: [{authenticated: true}]}
-`, port, origin, wsEcho(t)))
+`, port, origin, strings.Join(identityExtra, "\n"), wsEcho(t)))
 	return &identityGatehouse{gatehouse: g, origin: origin}, fmt.Sprintf("127.0.0.1:%d", port)
 }
 
@@ -126,6 +127,41 @@ func TestWebSocketEchoClosedAtLogout(t *testing.T) {
 	}
 	if err == nil {
 		t.Fatal("read data after logout, want the connection closed")
+	}
+}
+
+// TestWebSocketClosedAtCredentialExpiry: a tunnel lives no longer than the
+// credential that opened it. A bearer token that expires 2 s after the
+// upgrade (a session's absolute lifetime takes the same path, but is at
+// least a minute) closes the connection within the watch interval after.
+func TestWebSocketClosedAtCredentialExpiry(t *testing.T) {
+	iss := newAPIIssuer(t)
+	_, addr := startWebSocketGatehouse(t, fmt.Sprintf(`  bearer:
+    - issuer: %s
+      jwks_url: %s/keys
+      audiences: [api://gatehouse]`, iss.url, iss.url))
+	exp := time.Now().Add(2 * time.Second).Truncate(time.Second) // exp is in whole seconds
+	tok := iss.token(t, func(c map[string]any) { c["exp"] = exp.Unix() })
+	conn, br, status := dialWebSocket(t, addr, "/ws/echo", "websocket", "Authorization: Bearer "+tok)
+	if status != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %d, want 101", status)
+	}
+	io.WriteString(conn, "ping")
+	buf := make([]byte, 4)
+	conn.SetReadDeadline(time.Now().Add(ioTimeout))
+	if _, err := io.ReadFull(br, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo: %q, %v", buf, err)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := br.ReadByte()
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("the WebSocket stayed open after its token expired")
+	}
+	if err == nil {
+		t.Fatal("read data after expiry, want the connection closed")
+	}
+	if time.Now().Before(exp) {
+		t.Error("closed before the token expired")
 	}
 }
 

@@ -88,7 +88,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if v.CanAddr() {
 		if nd, ok := v.Addr().Interface().(nodeDecoder); ok {
 			_, mapping := nd.(mappingForm)
-			if n.Kind != yaml.ScalarNode && !(mapping && n.Kind == yaml.MappingNode) {
+			if n.Kind != yaml.ScalarNode && (!mapping || n.Kind != yaml.MappingNode) {
 				d.errorf(n, path, "want a single value, got %s", kindName(n))
 				return
 			}

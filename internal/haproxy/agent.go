@@ -399,7 +399,7 @@ func (cn *conn) answer(w *spop.Writer, sid, fid uint64, q *notifyQuery, ok, noWa
 		// refuse rather than half-answer.
 		a.opts.Log.Error("SPOE verdict too big for a frame; refusing the request", "max_frame_size", a.opts.MaxFrameSize)
 		ack = spop.Ack(sid, fid, []spop.Action{
-			spop.SetVar(spop.ScopeTxn, VarStatus, spop.Int32Value(http.StatusServiceUnavailable)),
+			spop.SetVar(spop.ScopeTxn, VarStatus, spop.Int64Value(http.StatusServiceUnavailable)),
 			spop.SetVar(spop.ScopeTxn, VarReason, spop.StringValue("verdict-too-big")),
 		})
 		err = w.WriteFrame(&ack)
@@ -461,7 +461,7 @@ func (v *Verdict) actions() []spop.Action {
 		}
 		return acts
 	}
-	set(VarStatus, spop.Int32Value(int32(v.Status)))
+	set(VarStatus, spop.Int64Value(int64(v.Status)))
 	if v.Location != "" {
 		set(VarRedirect, spop.StringValue(v.Location))
 	}
@@ -523,7 +523,7 @@ func frameBuffered(br *bufio.Reader) bool {
 		return false
 	}
 	b, _ := br.Peek(4)
-	return uint64(br.Buffered()) >= 4+uint64(binary.BigEndian.Uint32(b))
+	return int64(br.Buffered()) >= 4+int64(binary.BigEndian.Uint32(b))
 }
 
 func peerAddr(c net.Conn) netip.Addr {

@@ -226,15 +226,15 @@ func NewCookieStore(opts CookieOptions) (*CookieStore, error) {
 	}, nil
 }
 
-// Load opens the sealed session in value and checks it. The error is a codec
-// error ([ErrMalformed], [ErrUnknownKey], [ErrTampered]), [ErrEncoding],
-// [ErrInvalid], [ErrExpired], [ErrIdle] or [ErrRevoked].
 // NeverWaits reports that the store's methods do no I/O (the session is
 // in the cookie and revocations in memory), so callers that must not block
 // may use it inline. A store without this method is assumed to wait (on a
 // network database).
 func (c *CookieStore) NeverWaits() bool { return true }
 
+// Load opens the sealed session in value and checks it. The error is a codec
+// error ([ErrMalformed], [ErrUnknownKey], [ErrTampered]), [ErrEncoding],
+// [ErrInvalid], [ErrExpired], [ErrIdle] or [ErrRevoked].
 func (c *CookieStore) Load(_ context.Context, value string, now time.Time) (*Session, error) {
 	s := c.opened.get(value)
 	if s == nil {
