@@ -117,7 +117,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 		if err != nil {
 			return nil, fmt.Errorf("route %s: %w", rc.Name, err)
 		}
-		guard, err := gate.Route(auth.RouteOptions{
+		ro := auth.RouteOptions{
 			Name:              rc.Name,
 			Policy:            pol,
 			Providers:         rc.Providers,
@@ -125,7 +125,12 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 			IdentityHeaders:   rc.IdentityHeaders,
 			PassAuthorization: rc.PassAuthorization,
 			PassAccessToken:   rc.PassAccessToken,
-		})
+		}
+		if mb := rc.Metabase; mb != nil {
+			ro.AppCredentials = []string{"X-Api-Key", "X-Metabase-Session"}
+			ro.AllowAppCredentials = mb.AllowAPIClients
+		}
+		guard, err := gate.Route(ro)
 		if err != nil {
 			return nil, err
 		}

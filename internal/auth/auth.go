@@ -62,6 +62,10 @@ const (
 	ReasonBackchannel    = "backchannel-logout"
 	ReasonCrossSite      = "cross-site-request"
 	ReasonProviderDown   = "provider-unavailable"
+	// ReasonAppCredential: the request carried the app's own credential
+	// (a route's AppCredentials) and was let through to the app's
+	// authentication.
+	ReasonAppCredential = "app-credential" //nolint:gosec // a reason code, not a credential
 )
 
 // Auth methods for audit records.
@@ -222,6 +226,14 @@ type RouteOptions struct {
 	// PassAccessToken sends the user's access token upstream as a bearer
 	// token (Options.KeepAccessToken must be set for sessions).
 	PassAccessToken bool
+	// AppCredentials are request headers that carry the app's own
+	// credential (Metabase: X-Api-Key, X-Metabase-Session). A request
+	// with one is let through to the app's authentication, without
+	// identity and without the policy, when AllowAppCredentials is set;
+	// otherwise those headers are removed and the request is checked as
+	// any other (proxied requests only).
+	AppCredentials      []string
+	AllowAppCredentials bool
 }
 
 // Route is one route's access check; it implements the proxy's Guard.
@@ -258,6 +270,9 @@ func (g *Gate) Route(opts RouteOptions) (*Route, error) {
 		rt.headers = append(rt.headers, ck)
 	}
 	rt.opts.IdentityHeaders = extra
+	for i, h := range rt.opts.AppCredentials {
+		rt.opts.AppCredentials[i] = http.CanonicalHeaderKey(h)
+	}
 	slices.Sort(rt.headers[4:])
 	return rt, nil
 }

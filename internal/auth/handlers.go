@@ -269,6 +269,27 @@ func (g *Gate) serveMe(w http.ResponseWriter, r *http.Request, host string) {
 // (sign in, 401, 403) and returns false. host and path are canonical.
 func (rt *Route) Admit(w http.ResponseWriter, r *http.Request, host, path string) *http.Request {
 	rec := recordOf(r.Context())
+	if rt.hasAppCredential(r.Header) {
+		if rt.opts.AllowAppCredentials {
+			// The app authenticates this one (a script with Metabase's
+			// API key): no identity, gatehouse's cookies still removed.
+			rec.Decision, rec.Reason = audit.DecisionAllow, ReasonAppCredential
+			if c := strings.Join(r.Header["Cookie"], "; "); c != "" {
+				if sc := rt.g.StripCookies(c); sc == "" {
+					delete(r.Header, "Cookie")
+				} else {
+					r.Header["Cookie"] = []string{sc}
+				}
+			}
+			if !rt.opts.PassAuthorization {
+				delete(r.Header, "Authorization")
+			}
+			return r
+		}
+		for _, h := range rt.opts.AppCredentials {
+			delete(r.Header, h)
+		}
+	}
 	req := &Request{
 		Method:        r.Method,
 		Host:          host,
@@ -313,6 +334,17 @@ func (rt *Route) Admit(w http.ResponseWriter, r *http.Request, host, path string
 	}
 	rt.g.writeOutcome(w, r, out)
 	return nil
+}
+
+// hasAppCredential reports whether h carries one of the route's
+// AppCredentials.
+func (rt *Route) hasAppCredential(h http.Header) bool {
+	for _, name := range rt.opts.AppCredentials {
+		if _, ok := h[name]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // writeOutcome answers a request Check did not allow.

@@ -4,7 +4,10 @@
 // errors, and pure validation that reports every problem at once.
 package config
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Config is the whole configuration file.
 type Config struct {
@@ -277,7 +280,8 @@ type Upstream struct {
 	DialTimeout Duration `yaml:"dial_timeout"`
 
 	// ResponseHeaderTimeout bounds the wait for the response headers after
-	// the request is sent; a timeout answers 504. Default: 60s.
+	// the request is sent; a timeout answers 504. Default: 60s, or 21m for
+	// an upstream that a route with metabase uses.
 	ResponseHeaderTimeout Duration `yaml:"response_header_timeout"`
 
 	// IdleConnTimeout closes pooled upstream connections idle this long.
@@ -497,6 +501,45 @@ type Route struct {
 	// with the session). Default: false: the upstream never receives the
 	// provider's tokens.
 	PassAccessToken bool `yaml:"pass_access_token"`
+
+	// Metabase marks the route's upstream as Metabase and applies what it
+	// needs (docs/metabase.md): Metabase's public paths open without
+	// sign-in, a response header timeout that outlasts its 20-minute
+	// queries, and its API credentials (x-api-key, X-Metabase-Session)
+	// removed unless allow_api_clients says otherwise. Default: not
+	// Metabase.
+	Metabase *Metabase `yaml:"metabase"`
+}
+
+// Metabase is what a Metabase route needs.
+type Metabase struct {
+	// PublicPaths are added to the route's policy.public: Metabase's
+	// public links and embeds, its frontend assets, its health check and
+	// the login page's settings. Set [] to open none.
+	// Default: [/public/, /api/public/, /embed/, /api/embed/, /app/,
+	// /favicon.ico, /api/health, /api/session/properties].
+	PublicPaths []string `yaml:"public_paths"`
+
+	// AllowAPIClients lets requests that carry Metabase's own credentials
+	// (an x-api-key or X-Metabase-Session header: scripts, dbt) through to
+	// Metabase's authentication without signing in to gatehouse; the
+	// route's policy does not apply to them and the app gets no identity
+	// headers. Otherwise those headers are removed, so no one reaches
+	// Metabase with a credential gatehouse did not check. Default: false.
+	AllowAPIClients bool `yaml:"allow_api_clients"`
+}
+
+// MetabasePublicPaths are Metabase's paths that need no sign-in.
+var MetabasePublicPaths = []string{"/public/", "/api/public/", "/embed/", "/api/embed/", "/app/",
+	"/favicon.ico", "/api/health", "/api/session/properties"}
+
+// MetabaseResponseHeaderTimeout is the response header timeout of an
+// upstream that a metabase route uses, unless set: above Metabase's
+// default 20-minute query timeout (MB_DB_QUERY_TIMEOUT_MINUTES).
+const MetabaseResponseHeaderTimeout = 21 * time.Minute
+
+func (m *Metabase) setDefaults() {
+	m.PublicPaths = slices.Clone(MetabasePublicPaths)
 }
 
 func (r *Route) setDefaults() {

@@ -4,8 +4,10 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -73,5 +75,54 @@ func TestExampleConfigsValid(t *testing.T) {
 				t.Errorf("%v", err)
 			}
 		})
+	}
+}
+
+// A metabase route opens Metabase's public paths and gives its upstream a
+// response header timeout above Metabase's 20-minute query timeout,
+// unless the upstream sets one.
+func TestMetabaseRouteDefaults(t *testing.T) {
+	src := `
+listeners: [{address: 127.0.0.1:8080}]
+identity: {builtin: {demo_users: true}}
+public_url: http://127.0.0.1:8080
+upstreams:
+  mb: {targets: [http://127.0.0.1:3000]}
+  mb2: {targets: [http://127.0.0.1:3001], response_header_timeout: 30m}
+  other: {targets: [http://127.0.0.1:4000]}
+routes:
+  - name: mb
+    upstream: mb
+    metabase: {}
+    policy: {public: [/hello], allow: [{authenticated: true}]}
+  - name: mb2
+    host: two.test
+    upstream: mb2
+    metabase: {public_paths: [/api/health]}
+    policy: {allow: [{authenticated: true}]}
+  - name: other
+    host: other.test
+    upstream: other
+    policy: {public: [/]}
+`
+	c, err := Parse("gatehouse.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Upstreams["mb"].ResponseHeaderTimeout.D(); got != 21*time.Minute {
+		t.Errorf("mb response_header_timeout = %v, want 21m", got)
+	}
+	if got := c.Upstreams["mb2"].ResponseHeaderTimeout.D(); got != 30*time.Minute {
+		t.Errorf("mb2 response_header_timeout = %v, want the written 30m", got)
+	}
+	if got := c.Upstreams["other"].ResponseHeaderTimeout.D(); got != time.Minute {
+		t.Errorf("other response_header_timeout = %v, want the default 60s", got)
+	}
+	want := append([]string{"/hello"}, MetabasePublicPaths...)
+	if got := c.Routes[0].Policy.Public; !slices.Equal(got, want) {
+		t.Errorf("mb policy.public = %v, want %v", got, want)
+	}
+	if got := c.Routes[1].Policy.Public; !slices.Equal(got, []string{"/api/health"}) {
+		t.Errorf("mb2 policy.public = %v", got)
 	}
 }

@@ -78,9 +78,37 @@ func (v *validator) validate(c *Config) {
 	v.audit(c)
 	v.log(c)
 	v.upstreams(c)
+	v.metabaseRoutes(c)
 	v.routes(c)
 	v.identity(c)
 	v.verdicts(c)
+}
+
+// metabaseRoutes applies what a metabase route implies, before the routes'
+// policies are compiled: its public paths join policy.public, and its
+// upstream's response header timeout, unless written, becomes
+// MetabaseResponseHeaderTimeout.
+func (v *validator) metabaseRoutes(c *Config) {
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		if r.Metabase == nil {
+			continue
+		}
+		p := fmt.Sprintf("routes[%d].metabase", i)
+		for j, pp := range r.Metabase.PublicPaths {
+			if !strings.HasPrefix(pp, "/") {
+				v.errorf(fmt.Sprintf("%s.public_paths[%d]", p, j), "a path pattern starts with /")
+			}
+		}
+		if r.Policy != nil {
+			r.Policy.Public = append(slices.Clone(r.Policy.Public), r.Metabase.PublicPaths...)
+		}
+		if u := c.Upstreams[r.Upstream]; u != nil {
+			if _, written := v.d.where["upstreams."+r.Upstream+".response_header_timeout"]; !written {
+				u.ResponseHeaderTimeout = Duration(MetabaseResponseHeaderTimeout)
+			}
+		}
+	}
 }
 
 // verdicts checks the SPOE agent and forward-auth settings.
