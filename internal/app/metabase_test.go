@@ -3,8 +3,15 @@ package app_test
 import (
 	"fmt"
 	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/gatehouse-proxy/gatehouse/internal/idp"
+	"github.com/gatehouse-proxy/gatehouse/internal/metabase/metabasetest"
 	"github.com/gatehouse-proxy/gatehouse/internal/testenv"
 )
 
@@ -97,5 +104,212 @@ func TestMetabaseAPIClientsPassWhenAllowed(t *testing.T) {
 	}
 	if r := g.record(id); r.Reason != "app-credential" || r.Decision != "allow" || r.Auth != "" {
 		t.Errorf("audit: %+v, want allow app-credential without auth method", r)
+	}
+}
+
+// metabaseJWTSecret is the test Metabase's jwt-shared-secret; gatehouse
+// reads it as env:GH_MB_JWT.
+const metabaseJWTSecret = "test-only-metabase-jwt-shared-secret"
+
+// startMetabaseJWT is gatehouse with the built-in provider in front of the
+// Metabase test double (Enterprise, JWT SSO, group sync by name) on a
+// metabase route in mode jwt.
+func startMetabaseJWT(t *testing.T, identityExtra ...string) (*identityGatehouse, *metabasetest.Server) {
+	t.Helper()
+	t.Setenv("GH_MB_JWT", metabaseJWTSecret)
+	mb := metabasetest.New(t, metabasetest.Options{
+		Edition: metabasetest.Enterprise, JWTEnabled: true, JWTSharedSecret: metabaseJWTSecret, JWTGroupSync: true,
+	})
+	mb.AddGroup("Analysts")
+	port := testenv.FreePort(t)
+	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
+	g := start(t, fmt.Sprintf(`
+listeners: [{name: public, address: "127.0.0.1:%d"}]
+public_url: %s
+admin: {address: 127.0.0.1:0}
+identity:
+  builtin: {demo_users: true}
+%s
+upstreams:
+  metabase: {targets: [%s]}
+routes:
+  - name: metabase
+    upstream: metabase
+    metabase:
+      mode: jwt
+      jwt_secret: env:GH_MB_JWT
+      groups: {analysts: Analysts}
+    policy: {allow: [{authenticated: true}]}
+`, port, origin, strings.Join(identityExtra, "\n"), mb.URL))
+	return &identityGatehouse{gatehouse: g, origin: origin}, mb
+}
+
+func metabaseUser(t *testing.T, c *http.Client, u string, hdr http.Header) string {
+	t.Helper()
+	resp := fetch(t, c, u, hdr)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", u, resp.StatusCode)
+	}
+	return resp.Header.Get(metabasetest.UserHeader)
+}
+
+func TestMetabaseJWTSignsUserInWithGroups(t *testing.T) {
+	g, mb := startMetabaseJWT(t)
+	alice := browser(t)
+	g.signIn(t, alice, "/", "alice", "wonderland")
+	for range 3 {
+		if who := metabaseUser(t, alice, g.origin+"/dashboard/12", nil); who != "alice@example.test" {
+			t.Fatalf("Metabase sees %q, want alice@example.test", who)
+		}
+	}
+	if n := mb.Stats().SSOLogins; n != 1 {
+		t.Errorf("%d Metabase sign-ins for three requests, want 1 (the session is bound)", n)
+	}
+	u, ok := mb.User("alice@example.test")
+	if !ok || !slices.Contains(u.GroupNames, "Analysts") || slices.Contains(u.GroupNames, "Administrators") {
+		t.Errorf("alice in Metabase: %+v, want in Analysts (mapped) and not Administrators (unmapped)", u)
+	}
+	origin, _ := url.Parse(g.origin)
+	for _, ck := range alice.Jar.Cookies(origin) {
+		if ck.Name == "metabase.SESSION" {
+			t.Error("the browser holds Metabase's session cookie")
+		}
+	}
+}
+
+// TestStaleMetabaseSessionCannotActAsPreviousUser: a browser that kept
+// alice's metabase.SESSION (or a forged one) and is now bob's acts as bob.
+func TestStaleMetabaseSessionCannotActAsPreviousUser(t *testing.T) {
+	g, mb := startMetabaseJWT(t)
+	alice := browser(t)
+	g.signIn(t, alice, "/", "alice", "wonderland")
+	metabaseUser(t, alice, g.origin+"/dashboard/1", nil)
+	keys := mb.Sessions("alice@example.test")
+	if len(keys) != 1 {
+		t.Fatalf("alice has %d Metabase sessions, want 1", len(keys))
+	}
+	bob := browser(t)
+	g.signIn(t, bob, "/", "bob", "builder")
+	stale := http.Header{"Cookie": {"metabase.SESSION=" + keys[0]}, "X-Metabase-Session": {keys[0]}}
+	if who := metabaseUser(t, bob, g.origin+"/dashboard/1", stale); who != "bob@example.test" {
+		t.Fatalf("bob's browser with alice's Metabase session: Metabase sees %q, want bob@example.test", who)
+	}
+	forged := http.Header{"Cookie": {"metabase.SESSION=00000000-0000-0000-0000-000000000000"}}
+	if who := metabaseUser(t, bob, g.origin+"/dashboard/1", forged); who != "bob@example.test" {
+		t.Errorf("with a forged metabase.SESSION: Metabase sees %q", who)
+	}
+}
+
+// TestMetabaseSessionEndsWithGatehouseSession: logout deletes the bound
+// Metabase session; a session Metabase ended is replaced once, and
+// Metabase's own login page sends the user on.
+func TestMetabaseSessionRenewedAndEnded(t *testing.T) {
+	g, mb := startMetabaseJWT(t)
+	alice := browser(t)
+	g.signIn(t, alice, "/", "alice", "wonderland")
+	metabaseUser(t, alice, g.origin+"/dashboard/1", nil)
+
+	// Metabase ends the session (an admin, a restart with a new
+	// database): the next API call gets 401, the one after a new session.
+	for _, k := range mb.Sessions("alice@example.test") {
+		req, _ := http.NewRequest(http.MethodDelete, mb.URL+"/api/session", nil)
+		req.Header.Set("X-Metabase-Session", k)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+	api := http.Header{"Accept": {"application/json"}}
+	if resp := fetch(t, alice, g.origin+"/api/user/current", api); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("with the ended session: %d, want Metabase's 401", resp.StatusCode)
+	}
+	// Metabase's frontend then goes to its login page: gatehouse signs
+	// the user in again and sends them back where they were.
+	resp := fetch(t, alice, g.origin+"/auth/login?redirect=%2Fdashboard%2F1", nil)
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != g.origin+"/dashboard/1" {
+		t.Fatalf("/auth/login: %d to %q, want 302 to /dashboard/1", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if who := metabaseUser(t, alice, g.origin+"/dashboard/1", nil); who != "alice@example.test" {
+		t.Fatalf("after renewal Metabase sees %q", who)
+	}
+	if n := mb.Stats().SSOLogins; n != 2 {
+		t.Errorf("%d Metabase sign-ins, want 2", n)
+	}
+
+	// gatehouse logout ends the Metabase session too.
+	req, _ := http.NewRequest(http.MethodPost, g.origin+"/.gatehouse/logout", nil)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	r2, err := alice.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(mb.Sessions("alice@example.test")) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(mb.Sessions("alice@example.test")); n != 0 {
+		t.Errorf("alice has %d Metabase sessions after logout, want 0", n)
+	}
+}
+
+// TestMetabaseGroupChangeOpensNewSession: Metabase applies groups only at
+// sign-in. A refresh that keeps the groups keeps the Metabase session; one
+// that changes them opens a new one with the new groups and ends the old.
+func TestMetabaseGroupChangeOpensNewSession(t *testing.T) {
+	// refresh_before equal to the provider's access token lifetime
+	// makes every request refresh.
+	g, mb := startMetabaseJWT(t, "  session: {refresh_before: 5m}")
+	bob := browser(t)
+	g.signIn(t, bob, "/", "bob", "builder")
+	for range 3 {
+		metabaseUser(t, bob, g.origin+"/dashboard/1", nil)
+	}
+	if n := mb.Stats().SSOLogins; n != 1 {
+		t.Fatalf("%d Metabase sign-ins across refreshes with the same groups, want 1", n)
+	}
+	if u, _ := mb.User("bob@example.test"); slices.Contains(u.GroupNames, "Analysts") {
+		t.Fatalf("bob in Analysts before the change: %v", u.GroupNames)
+	}
+	old := mb.Sessions("bob@example.test")
+
+	b, err := os.ReadFile("../idp/demo_users.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, err := idp.ParseUsers("changed.yaml", []byte(strings.Replace(string(b), "groups: [staff]", "groups: [staff, analysts]", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.app.BuiltinProvider().SetUsers(users)
+	if who := metabaseUser(t, bob, g.origin+"/dashboard/1", nil); who != "bob@example.test" {
+		t.Fatalf("after the change Metabase sees %q", who)
+	}
+	if n := mb.Stats().SSOLogins; n != 2 {
+		t.Errorf("%d Metabase sign-ins, want 2 (a new session for the new groups)", n)
+	}
+	if u, _ := mb.User("bob@example.test"); !slices.Contains(u.GroupNames, "Analysts") {
+		t.Errorf("bob's Metabase groups after the change: %v, want Analysts", u.GroupNames)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && slices.Contains(mb.Sessions("bob@example.test"), old[0]) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if slices.Contains(mb.Sessions("bob@example.test"), old[0]) {
+		t.Error("the Metabase session opened with the old groups is still alive")
+	}
+}
+
+// TestMetabaseLoginRedirectStaysOnOrigin: the redirect parameter of
+// Metabase's login page, which gatehouse follows for a signed-in user,
+// never leads off this origin (open redirect).
+func TestMetabaseLoginRedirectStaysOnOrigin(t *testing.T) {
+	g, _ := startMetabaseJWT(t)
+	alice := browser(t)
+	g.signIn(t, alice, "/", "alice", "wonderland")
+	for _, rd := range []string{"//evil.example/x", "https://evil.example/", "/\\evil.example", "/auth/login?redirect=/x", "evil"} {
+		resp := fetch(t, alice, g.origin+"/auth/login?redirect="+url.QueryEscape(rd), nil)
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != g.origin+"/" {
+			t.Errorf("redirect=%q: %d to %q, want 302 to %s/", rd, resp.StatusCode, resp.Header.Get("Location"), g.origin)
+		}
 	}
 }

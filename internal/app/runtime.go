@@ -129,6 +129,9 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 		if mb := rc.Metabase; mb != nil {
 			ro.AppCredentials = []string{"X-Api-Key", "X-Metabase-Session"}
 			ro.AllowAppCredentials = mb.AllowAPIClients
+			if ro.AppSession, err = a.metabaseSession(ctx, mb, ups[rc.Upstream]); err != nil {
+				return nil, fmt.Errorf("route %s: metabase: %w", rc.Name, err)
+			}
 		}
 		guard, err := gate.Route(ro)
 		if err != nil {

@@ -136,9 +136,12 @@ type Gate struct {
 	routeFor   func(host, path string) *Route // set by SetRouter
 	localStore bool                           // the store never waits (session.CookieStore)
 
-	refreshes flight            // one refresh per session at a time
-	replaced  replaceMap        // old cookie → refreshed session, for in-flight requests
-	usedState *oidc.ReplayCache // flow states already redeemed
+	refreshes   flight            // one refresh per session at a time
+	appFlights  flight            // one app sign-in per session and route at a time
+	appRejected rejectedKeys      // app session keys the app refused
+	appRoutes   map[string]*Route // routes with an app session, by name; set while building
+	replaced    replaceMap        // old cookie → refreshed session, for in-flight requests
+	usedState   *oidc.ReplayCache // flow states already redeemed
 }
 
 // New validates opts and returns a Gate.
@@ -234,6 +237,9 @@ type RouteOptions struct {
 	// any other (proxied requests only).
 	AppCredentials      []string
 	AllowAppCredentials bool
+	// AppSession, when set, binds the app's own session to the user's
+	// gatehouse session (see AppSession).
+	AppSession AppSession
 }
 
 // Route is one route's access check; it implements the proxy's Guard.
@@ -270,6 +276,12 @@ func (g *Gate) Route(opts RouteOptions) (*Route, error) {
 		rt.headers = append(rt.headers, ck)
 	}
 	rt.opts.IdentityHeaders = extra
+	if opts.AppSession != nil {
+		if g.appRoutes == nil {
+			g.appRoutes = map[string]*Route{}
+		}
+		g.appRoutes[opts.Name] = rt
+	}
 	for i, h := range rt.opts.AppCredentials {
 		rt.opts.AppCredentials[i] = http.CanonicalHeaderKey(h)
 	}

@@ -114,6 +114,7 @@ func (g *Gate) serveLogout(w http.ResponseWriter, r *http.Request, host string) 
 				return
 			}
 			g.opts.Log.Info("signed out", "session", s.ID.Ref(), "provider", s.Provider)
+			g.endAppSessions(s)
 			if p := g.providers[s.Provider]; p != nil {
 				if u := p.EndSessionURL(r.Context(), s.IDTokenHint, next, ""); u != "" {
 					next = u
@@ -330,10 +331,41 @@ func (rt *Route) Admit(w http.ResponseWriter, r *http.Request, host, path string
 		if r.Header.Get("Upgrade") != "" && out.Principal != nil {
 			r = r.WithContext(rt.g.watch(r.Context(), out.Principal, req.Cookie))
 		}
+		if rt.opts.AppSession != nil {
+			// The browser never holds the app's session: any it sends
+			// is dropped, and a signed-in user's bound one is sent.
+			dropCookie(r.Header, rt.opts.AppSession.CookieName())
+			if p := out.Principal; p != nil && p.session != nil {
+				return rt.admitApp(w, r, p, req.Cookie, path)
+			}
+		}
 		return r
 	}
 	rt.g.writeOutcome(w, r, out)
 	return nil
+}
+
+// dropCookie removes the cookie called name from h's Cookie header.
+func dropCookie(h http.Header, name string) {
+	c := strings.Join(h["Cookie"], "; ")
+	if !strings.Contains(c, name) {
+		return
+	}
+	var kept []string
+	for rest := c; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, ";")
+		part = strings.TrimSpace(part)
+		n, _, _ := strings.Cut(part, "=")
+		if part != "" && strings.TrimSpace(n) != name {
+			kept = append(kept, part)
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Cookie")
+		return
+	}
+	h["Cookie"] = []string{strings.Join(kept, "; ")}
 }
 
 // hasAppCredential reports whether h carries one of the route's

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,9 +102,22 @@ func (g *Gate) doRefresh(ctx context.Context, s *session.Session, now time.Time)
 	revokeOld := false
 	if !slices.Equal(s.Groups, ns.Groups) || s.Email != ns.Email {
 		// A change of privilege gets a fresh session ID (ASVS v5 7.2.4);
-		// the old ID is revoked once the new cookie is issued.
+		// the old ID is revoked once the new cookie is issued. App
+		// sessions (Metabase) were opened with the old groups, which the
+		// app applies only at sign-in: they end, and new ones are opened
+		// at the next request.
 		ns.ID = session.NewID()
 		revokeOld = true
+		for k := range ns.Extra {
+			if strings.HasPrefix(k, extraAppPrefix) {
+				ns.Extra = maps.Clone(ns.Extra)
+				break
+			}
+		}
+		maps.DeleteFunc(ns.Extra, func(k, _ string) bool { return strings.HasPrefix(k, extraAppPrefix) })
+		g.endAppSessions(s)
+	} else if id.Claims != nil {
+		keepAppBindings(s.Extra, &ns) // g.extra rebuilt Extra from the claims
 	}
 	value, err := g.save(ctx, &ns, now)
 	if err != nil {

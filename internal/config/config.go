@@ -513,6 +513,27 @@ type Route struct {
 
 // Metabase is what a Metabase route needs.
 type Metabase struct {
+	// Mode is how users sign in to Metabase: "" (they sign in to Metabase
+	// themselves, after gatehouse lets them through) or "jwt" (gatehouse
+	// signs them in with Metabase's JWT SSO, Pro and Enterprise editions,
+	// and binds the Metabase session to the gatehouse session: see
+	// docs/metabase.md). The free edition's "broker" mode is not
+	// available yet. Default: "".
+	Mode string `yaml:"mode"`
+
+	// JWTSecret is Metabase's jwt-shared-secret (Admin > Authentication >
+	// JWT), by reference; used as its raw bytes, as Metabase does.
+	// Required with mode jwt.
+	JWTSecret SecretRef `yaml:"jwt_secret"`
+
+	// Groups maps identity provider groups to the Metabase group names
+	// sent at sign-in; only mapped groups are sent. Without it the
+	// provider's groups are sent as they are (for Metabase's own
+	// jwt-group-mappings). Metabase applies groups only at sign-in, and a
+	// group change at the provider opens a new Metabase session at the
+	// next refresh. Default: none.
+	Groups map[string]string `yaml:"groups"`
+
 	// PublicPaths are added to the route's policy.public: Metabase's
 	// public links and embeds, its frontend assets, its health check and
 	// the login page's settings. Set [] to open none.

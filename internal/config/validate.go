@@ -100,8 +100,33 @@ func (v *validator) metabaseRoutes(c *Config) {
 				v.errorf(fmt.Sprintf("%s.public_paths[%d]", p, j), "a path pattern starts with /")
 			}
 		}
+		switch r.Metabase.Mode {
+		case "":
+		case "jwt":
+			if r.Metabase.JWTSecret.IsZero() {
+				v.errorf(p+".jwt_secret", "required with mode jwt: Metabase's jwt-shared-secret, by reference")
+			}
+			if r.Upstream == "" {
+				v.errorf(p+".mode", "mode jwt signs users in through the route's upstream: the route needs one")
+			}
+		case "broker":
+			v.errorf(p+".mode", `mode broker (the free edition) is not available yet; use "jwt" (Pro, Enterprise) or leave mode unset`)
+		default:
+			v.errorf(p+".mode", `unknown mode %q (want jwt, or unset)`, r.Metabase.Mode)
+		}
+		for _, k := range sortedKeys(r.Metabase.Groups) {
+			if r.Metabase.Groups[k] == "" {
+				v.errorf(p+".groups."+k, "a Metabase group name is required")
+			}
+		}
 		if r.Policy != nil {
-			r.Policy.Public = append(slices.Clone(r.Policy.Public), r.Metabase.PublicPaths...)
+			public := slices.Clone(r.Policy.Public)
+			for _, pp := range r.Metabase.PublicPaths {
+				if strings.HasPrefix(pp, "/") { // the others are reported above
+					public = append(public, pp)
+				}
+			}
+			r.Policy.Public = public
 		}
 		if u := c.Upstreams[r.Upstream]; u != nil {
 			if _, written := v.d.where["upstreams."+r.Upstream+".response_header_timeout"]; !written {

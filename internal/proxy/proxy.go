@@ -87,6 +87,13 @@ type Guard interface {
 	HeaderNames() []string
 }
 
+// ResponseChecker is implemented by a Guard that looks at the upstream's
+// response before it goes to the client (package auth: the app session of
+// a Metabase route).
+type ResponseChecker interface {
+	CheckResponse(resp *http.Response)
+}
+
 // Internal serves gatehouse's own endpoints (/.gatehouse/... and
 // /.well-known/gatehouse/...) besides the health checks.
 type Internal interface {
@@ -425,6 +432,9 @@ func (h *Handler) modifyResponse(resp *http.Response, rt *Route) error {
 	if h.opts.Internal != nil {
 		stripOwnCookies(resp.Header, h.opts.Internal.OwnCookie)
 	}
+	if rc, ok := rt.Guard.(ResponseChecker); ok {
+		rc.CheckResponse(resp)
+	}
 	if h.opts.HSTS != "" && rec.TLS {
 		// gatehouse's policy (already on the response) replaces the app's.
 		delete(resp.Header, "Strict-Transport-Security")
@@ -605,6 +615,9 @@ func truncate(s string, n int) string {
 func Observer(metric func(route, upstream string, d time.Duration)) func(*http.Request, string, time.Duration) {
 	return func(req *http.Request, target string, d time.Duration) {
 		rec := audit.FromContext(req.Context())
+		if rec == nil {
+			return // gatehouse's own call to an upstream (Metabase sign-in)
+		}
 		rec.Target = target
 		rec.UpstreamDuration = d
 		if metric != nil {

@@ -1,0 +1,301 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/internal/audit"
+	"github.com/gatehouse-proxy/gatehouse/internal/session"
+)
+
+// AppSession signs users in to an app that keeps sessions of its own
+// (Metabase), so that the app's session is bound to the gatehouse session:
+// gatehouse obtains it server side, keeps its key sealed in the gatehouse
+// session, and sends it to the app on every request in the app's session
+// cookie. The browser never holds it: the cookie is removed from what the
+// browser sends and from what the app answers.
+type AppSession interface {
+	// CookieName is the app's session cookie, such as metabase.SESSION.
+	CookieName() string
+	// SignIn obtains a new app session for p, whose request came from
+	// client. It returns the session key and when the app ends it.
+	SignIn(ctx context.Context, p *Principal, client netip.Addr) (key string, expires time.Time, err error)
+	// SignOut ends an app session (gatehouse logout, a privilege change).
+	SignOut(ctx context.Context, key string) error
+}
+
+// Reasons of app sessions.
+const (
+	// ReasonAppSignInFailed: gatehouse could not sign the user in to the
+	// app (502).
+	ReasonAppSignInFailed = "app-sign-in-failed"
+	// ReasonAppLogin: the app sent the browser to its own login page;
+	// gatehouse, which signs the user in itself, sent it back on.
+	ReasonAppLogin = "app-login"
+)
+
+const (
+	// extraAppPrefix starts the Session.Extra key of a route's app
+	// session: "key expiresUnix createdUnix retry", retry 1 when it
+	// replaced a session the app refused.
+	extraAppPrefix = "as:"
+	// appRenewBefore is how long before the app's own expiry a new app
+	// session is obtained.
+	appRenewBefore = 5 * time.Minute
+	// appRetryWindow: an app session the app refused within this long
+	// of being obtained is not replaced again (one retry, then an error
+	// page), so an app that refuses every session is not hammered.
+	appRetryWindow = time.Minute
+	// appSignInTimeout bounds one sign-in at the app.
+	appSignInTimeout = 15 * time.Second
+	// maxRejected bounds the set of app session keys the app refused.
+	maxRejected = 50_000
+)
+
+// errAppRefusedAgain: the app refused a session obtained moments ago.
+var errAppRefusedAgain = errors.New("the app refused a new session again")
+
+type appBinding struct {
+	key              string
+	expires, created time.Time
+	retry            bool // it replaced a session the app refused
+}
+
+func parseAppBinding(v string) (appBinding, bool) {
+	f := strings.Fields(v)
+	if len(f) != 4 || f[0] == "" {
+		return appBinding{}, false
+	}
+	ei, err1 := strconv.ParseInt(f[1], 10, 64)
+	ci, err2 := strconv.ParseInt(f[2], 10, 64)
+	if err1 != nil || err2 != nil {
+		return appBinding{}, false
+	}
+	return appBinding{f[0], time.Unix(ei, 0), time.Unix(ci, 0), f[3] == "1"}, true
+}
+
+func (b appBinding) String() string {
+	retry := "0"
+	if b.retry {
+		retry = "1"
+	}
+	return b.key + " " + strconv.FormatInt(b.expires.Unix(), 10) + " " + strconv.FormatInt(b.created.Unix(), 10) + " " + retry
+}
+
+// rejectedKeys remembers app session keys the app answered 401 to, by
+// hash.
+type rejectedKeys struct {
+	mu sync.Mutex // guards m
+	m  map[[32]byte]time.Time
+}
+
+func (r *rejectedKeys) add(key string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[[32]byte]time.Time{}
+	}
+	if len(r.m) >= maxRejected {
+		clear(r.m) // they are only hints: a refused key is refused again
+	}
+	r.m[sha256.Sum256([]byte(key))] = now
+}
+
+func (r *rejectedKeys) has(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.m[sha256.Sum256([]byte(key))]
+	return ok
+}
+
+// appContextKey carries the app session key sent upstream, for
+// CheckResponse.
+type appContextKey struct{}
+
+// bindApp returns the app session key for p's session, obtaining one when
+// the session has none, it is near its expiry or the app refused it. A new
+// one is sealed into the session cookie, which is set on w; requests still
+// in flight with the previous cookie get the same session (the replaced
+// map, as after a refresh).
+func (rt *Route) bindApp(ctx context.Context, w http.ResponseWriter, p *Principal, cookieHeader string, client netip.Addr) (string, error) {
+	g := rt.g
+	now := g.opts.Now()
+	s := p.session
+	name := extraAppPrefix + rt.opts.Name
+	b, ok := parseAppBinding(s.Extra[name])
+	if ok && now.Before(b.expires.Add(-appRenewBefore)) && !g.appRejected.has(b.key) {
+		return b.key, nil
+	}
+	refused := ok && g.appRejected.has(b.key)
+	if refused && b.retry && now.Sub(b.created) < appRetryWindow {
+		// One new session after a refusal; a second refusal in a row is
+		// the app's answer (the user deactivated, SSO turned off).
+		return "", errAppRefusedAgain
+	}
+	old := cookieValue(cookieHeader, g.cookie)
+	r := g.appFlights.do(s.ID.String()+"\x00"+name, func() *refreshResult {
+		if res, ok := g.replaced.get(sha256.Sum256([]byte(old)), now); ok && res.session != nil {
+			if nb, ok := parseAppBinding(res.session.Extra[name]); ok && !g.appRejected.has(nb.key) {
+				return res // another request of this browser has just bound it
+			}
+		}
+		// Detached from the request: its values (the audit record) are
+		// not the sign-in's, and a client going away must not waste a
+		// sign-in other requests wait for.
+		sctx, cancel := context.WithTimeout(context.Background(), appSignInTimeout)
+		defer cancel()
+		key, exp, err := rt.opts.AppSession.SignIn(sctx, p, client)
+		if err != nil {
+			return &refreshResult{err: err}
+		}
+		ns := *s
+		ns.Extra = make(map[string]string, len(s.Extra)+1)
+		for k, v := range s.Extra {
+			ns.Extra[k] = v
+		}
+		ns.Extra[name] = appBinding{key: key, expires: exp, created: now, retry: refused}.String()
+		value, err := g.save(sctx, &ns, now)
+		if err != nil {
+			go rt.signOutApp(key)
+			return &refreshResult{err: err}
+		}
+		if ok {
+			go rt.signOutApp(b.key) // the session it replaces
+		}
+		res := &refreshResult{session: &ns, value: value}
+		g.replaced.put(sha256.Sum256([]byte(old)), res, now)
+		return res
+	})
+	if r.err != nil {
+		return "", r.err
+	}
+	http.SetCookie(w, g.sessionCookie(r.value))
+	nb, _ := parseAppBinding(r.session.Extra[name])
+	return nb.key, nil
+}
+
+// signOutApp ends an app session in the background.
+func (rt *Route) signOutApp(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), appSignInTimeout)
+	defer cancel()
+	if err := rt.opts.AppSession.SignOut(ctx, key); err != nil {
+		rt.g.opts.Log.Warn("ending an app session failed", "route", rt.opts.Name, "err", err)
+	}
+}
+
+// endAppSessions ends the app sessions bound to s (logout, a privilege
+// change), in the background.
+func (g *Gate) endAppSessions(s *session.Session) {
+	for k, v := range s.Extra {
+		route, ok := strings.CutPrefix(k, extraAppPrefix)
+		if !ok {
+			continue
+		}
+		rt := g.appRoutes[route]
+		b, ok := parseAppBinding(v)
+		if rt == nil || !ok {
+			continue
+		}
+		go rt.signOutApp(b.key)
+	}
+}
+
+// keepAppBindings copies the app bindings of old into ns's Extra.
+func keepAppBindings(old map[string]string, ns *session.Session) {
+	for k, v := range old {
+		if strings.HasPrefix(k, extraAppPrefix) {
+			if ns.Extra == nil {
+				ns.Extra = map[string]string{}
+			}
+			ns.Extra[k] = v
+		}
+	}
+}
+
+// setAppCookie returns the Cookie header for the app: cookies (gatehouse's
+// already removed) without any app session cookie the browser sent, plus
+// the bound one.
+func setAppCookie(cookies, name, key string) string {
+	var b strings.Builder
+	for rest := cookies; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, ";")
+		part = strings.TrimSpace(part)
+		n, _, _ := strings.Cut(part, "=")
+		if part == "" || strings.TrimSpace(n) == name {
+			continue
+		}
+		b.WriteString(part)
+		b.WriteString("; ")
+	}
+	b.WriteString(name)
+	b.WriteByte('=')
+	b.WriteString(key)
+	return b.String()
+}
+
+// CheckResponse runs on the app's response on a route with an app
+// session: the app may not set its session cookie in the browser (it is
+// removed), and a 401 to a request that carried the bound session marks
+// that session as refused, so the next request obtains a new one.
+func (rt *Route) CheckResponse(resp *http.Response) {
+	if rt.opts.AppSession == nil {
+		return
+	}
+	name := rt.opts.AppSession.CookieName()
+	if vals := resp.Header["Set-Cookie"]; len(vals) > 0 {
+		kept := vals[:0:0]
+		for _, v := range vals {
+			n, _, _ := strings.Cut(v, "=")
+			if strings.TrimSpace(n) != name {
+				kept = append(kept, v)
+			}
+		}
+		if len(kept) == 0 {
+			delete(resp.Header, "Set-Cookie")
+		} else {
+			resp.Header["Set-Cookie"] = kept
+		}
+	}
+	if resp.StatusCode == http.StatusUnauthorized && resp.Request != nil {
+		if key, ok := resp.Request.Context().Value(appContextKey{}).(string); ok {
+			rt.g.appRejected.add(key, rt.g.opts.Now())
+		}
+	}
+}
+
+// admitApp finishes an allowed request on a route with an app session:
+// the bound session goes upstream in the app's cookie. It answers w and
+// returns nil when the app sign-in fails, or when the request is the app's
+// own login page (the user is signed in to the app already: on to where
+// the app wanted to go).
+func (rt *Route) admitApp(w http.ResponseWriter, r *http.Request, p *Principal, cookieHeader, path string) *http.Request {
+	rec := recordOf(r.Context())
+	key, err := rt.bindApp(r.Context(), w, p, cookieHeader, rec.ClientIP)
+	if err != nil {
+		rt.g.opts.Log.Error("signing in to the app failed", "route", rt.opts.Name, "session", p.SessionRef, "err", err)
+		rec.Decision, rec.Reason = audit.DecisionError, ReasonAppSignInFailed
+		rt.g.writeError(w, r, http.StatusBadGateway, "Signing you in to the application failed. Try again shortly.", ReasonAppSignInFailed)
+		return nil
+	}
+	if r.Method == http.MethodGet && path == "/auth/login" {
+		origin := rt.g.originOf(r.Host)
+		target := origin + "/"
+		if rd := r.URL.Query().Get("redirect"); strings.HasPrefix(rd, "/") && !strings.HasPrefix(rd, "//") &&
+			!strings.HasPrefix(rd, "/auth/login") && !strings.ContainsAny(rd, "\\\r\n") {
+			target = origin + rd
+		}
+		rec.Decision, rec.Reason = audit.DecisionRedirect, ReasonAppLogin
+		http.Redirect(w, r, target, http.StatusFound) //nolint:gosec // G710: this origin plus a relative path checked above
+		return nil
+	}
+	r.Header["Cookie"] = []string{setAppCookie(strings.Join(r.Header["Cookie"], "; "), rt.opts.AppSession.CookieName(), key)}
+	return r.WithContext(context.WithValue(r.Context(), appContextKey{}, key))
+}
