@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"time"
@@ -18,10 +19,11 @@ import (
 // the user in with Metabase's JWT SSO on the back channel, through the
 // route's upstream pool (so health checks and balancing apply).
 type metabaseJWT struct {
-	client *metabase.Client
-	secret []byte
-	groups map[string]string // IdP group → Metabase group; nil sends them as they are
-	now    func() time.Time
+	client   *metabase.Client
+	secret   []byte
+	groups   map[string]string // IdP group → Metabase group; nil sends them as they are
+	verified bool              // require a verified email
+	now      func() time.Time
 }
 
 // metabaseUpstreamURL is the base URL of server-side calls to Metabase: the
@@ -29,21 +31,81 @@ type metabaseJWT struct {
 const metabaseUpstreamURL = "http://metabase.upstream"
 
 func (a *App) metabaseSession(ctx context.Context, mb *config.Metabase, up *upstream.Upstream) (auth.AppSession, error) {
-	if mb == nil || mb.Mode != "jwt" || up == nil {
+	if mb == nil || mb.Mode == "" || up == nil {
 		return nil, nil
 	}
-	v, err := a.secrets.Resolve(ctx, mb.JWTSecret.Ref)
-	if err != nil {
-		return nil, err
-	}
-	c, err := metabase.New(metabase.Options{
+	opts := metabase.Options{
 		BaseURL:    metabaseUpstreamURL,
 		HTTPClient: &http.Client{Transport: up, Timeout: metabase.DefaultTimeout},
-	})
-	if err != nil {
-		return nil, err
 	}
-	return &metabaseJWT{client: c, secret: v.Reveal(), groups: mb.Groups, now: time.Now}, nil
+	switch mb.Mode {
+	case "jwt":
+		v, err := a.secrets.Resolve(ctx, mb.JWTSecret.Ref)
+		if err != nil {
+			return nil, fmt.Errorf("jwt_secret: %w", err)
+		}
+		c, err := metabase.New(opts)
+		if err != nil {
+			return nil, err
+		}
+		return &metabaseJWT{client: c, secret: v.Reveal(), groups: mb.Groups, verified: !mb.AllowUnverifiedEmail, now: time.Now}, nil
+	case "broker":
+		key, err := a.secrets.Resolve(ctx, mb.APIKey.Ref)
+		if err != nil {
+			return nil, fmt.Errorf("api_key: %w", err)
+		}
+		bk, err := a.secrets.Resolve(ctx, mb.BrokerKey.Ref)
+		if err != nil {
+			return nil, fmt.Errorf("broker_key: %w", err)
+		}
+		opts.APIKey = key
+		c, err := metabase.New(opts)
+		if err != nil {
+			return nil, err
+		}
+		b, err := metabase.NewBroker(metabase.BrokerOptions{Client: c, BrokerKey: bk, GroupMap: mb.Groups, Logger: a.log.With("metabase", "broker")})
+		if err != nil {
+			return nil, err
+		}
+		return &metabaseBroker{client: c, broker: b, verified: !mb.AllowUnverifiedEmail}, nil
+	}
+	return nil, fmt.Errorf("unknown mode %q", mb.Mode)
+}
+
+// errUnverifiedEmail: Metabase finds accounts by email, so an email the
+// provider has not verified could take over someone else's account.
+var errUnverifiedEmail = errors.New("metabase: the provider does not say the user's email is verified (metabase.allow_unverified_email)")
+
+// metabaseBroker is auth.AppSession for mode broker: gatehouse keeps the
+// user's Metabase account through the admin API and signs in with a
+// password only it can derive.
+type metabaseBroker struct {
+	client   *metabase.Client
+	broker   *metabase.Broker
+	verified bool // require a verified email
+}
+
+func (m *metabaseBroker) CookieName() string { return metabaseSessionCookie }
+
+func (m *metabaseBroker) SignIn(ctx context.Context, p *auth.Principal, client netip.Addr) (string, time.Time, error) {
+	if p.Email == "" {
+		return "", time.Time{}, errors.New("metabase: the user has no email, which Metabase signs users in by")
+	}
+	if m.verified && !p.EmailVerified {
+		return "", time.Time{}, errUnverifiedEmail
+	}
+	if client.IsValid() {
+		ctx = metabase.WithRequestInfo(ctx, metabase.RequestInfo{ClientIP: client.String()})
+	}
+	s, err := m.broker.SignIn(ctx, metabase.Identity{Issuer: p.Issuer, Subject: p.Subject, Email: p.Email, Name: p.Name, Groups: p.Groups})
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return string(s.Key.Reveal()), s.Expires, nil
+}
+
+func (m *metabaseBroker) SignOut(ctx context.Context, key string) error {
+	return m.client.Logout(ctx, secret.NewValue([]byte(key)))
 }
 
 // metabaseSessionCookie is Metabase's session cookie (contract 2.1).
@@ -54,6 +116,9 @@ func (m *metabaseJWT) CookieName() string { return metabaseSessionCookie }
 func (m *metabaseJWT) SignIn(ctx context.Context, p *auth.Principal, client netip.Addr) (string, time.Time, error) {
 	if p.Email == "" {
 		return "", time.Time{}, errors.New("metabase: the user has no email, which Metabase signs users in by")
+	}
+	if m.verified && !p.EmailVerified {
+		return "", time.Time{}, errUnverifiedEmail
 	}
 	groups := p.Groups
 	if m.groups != nil {

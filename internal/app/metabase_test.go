@@ -313,3 +313,103 @@ func TestMetabaseLoginRedirectStaysOnOrigin(t *testing.T) {
 		}
 	}
 }
+
+// startMetabaseBroker is gatehouse with the built-in provider in front of
+// the Metabase test double (the free edition) on a metabase route in mode
+// broker, with an admin API key and a broker key from the environment.
+func startMetabaseBroker(t *testing.T) (*identityGatehouse, *metabasetest.Server) {
+	t.Helper()
+	const apiKey = "mb_test-only-admin-api-key"
+	t.Setenv("GH_MB_API_KEY", apiKey)
+	t.Setenv("GH_MB_BROKER_KEY", "test-only-broker-key-of-at-least-32-bytes!")
+	mb := metabasetest.New(t, metabasetest.Options{
+		APIKeys: []metabasetest.APIKey{{Name: "gatehouse", Key: apiKey, GroupID: metabasetest.AdministratorsGroupID}},
+	})
+	mb.AddGroup("Analysts")
+	port := testenv.FreePort(t)
+	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
+	g := start(t, fmt.Sprintf(`
+listeners: [{name: public, address: "127.0.0.1:%d"}]
+public_url: %s
+admin: {address: 127.0.0.1:0}
+identity:
+  builtin: {demo_users: true}
+upstreams:
+  metabase: {targets: [%s]}
+routes:
+  - name: metabase
+    upstream: metabase
+    metabase:
+      mode: broker
+      api_key: env:GH_MB_API_KEY
+      broker_key: env:GH_MB_BROKER_KEY
+      groups: {analysts: Analysts}
+    policy: {allow: [{authenticated: true}]}
+`, port, origin, mb.URL))
+	return &identityGatehouse{gatehouse: g, origin: origin}, mb
+}
+
+func TestMetabaseBrokerSignsUserIn(t *testing.T) {
+	g, mb := startMetabaseBroker(t)
+	alice := browser(t)
+	g.signIn(t, alice, "/", "alice", "wonderland")
+	for range 3 {
+		if who := metabaseUser(t, alice, g.origin+"/dashboard/12", nil); who != "alice@example.test" {
+			t.Fatalf("Metabase sees %q, want alice@example.test", who)
+		}
+	}
+	if n := mb.Stats().PasswordLogins; n != 1 {
+		t.Errorf("%d Metabase logins for three requests, want 1", n)
+	}
+	u, ok := mb.User("alice@example.test")
+	if !ok || !u.Active || !slices.Contains(u.GroupNames, "Analysts") || slices.Contains(u.GroupNames, "Administrators") {
+		t.Errorf("alice in Metabase: %+v, want an active account in Analysts, not Administrators", u)
+	}
+	origin, _ := url.Parse(g.origin)
+	for _, ck := range alice.Jar.Cookies(origin) {
+		if ck.Name == "metabase.SESSION" {
+			t.Error("the browser holds Metabase's session cookie")
+		}
+	}
+
+	// Someone used "forgot password" on alice's account: Metabase ends
+	// her sessions. The next API call gets 401, then gatehouse resets the
+	// password and signs in again.
+	if err := mb.ChangePasswordOutOfBand("alice@example.test", "Not-gatehouse-1"); err != nil {
+		t.Fatal(err)
+	}
+	api := http.Header{"Accept": {"application/json"}}
+	if resp := fetch(t, alice, g.origin+"/api/user/current", api); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("after the out-of-band change: %d, want Metabase's 401", resp.StatusCode)
+	}
+	if who := metabaseUser(t, alice, g.origin+"/dashboard/12", nil); who != "alice@example.test" {
+		t.Fatalf("after recovery Metabase sees %q", who)
+	}
+}
+
+// TestBrokeredAccountPasswordPathsBlocked: brokered accounts are used
+// through gatehouse only; Metabase's password login and reset pages are
+// refused to browsers, so no one can take a brokered account over.
+func TestBrokeredAccountPasswordPathsBlocked(t *testing.T) {
+	g, _ := startMetabaseBroker(t)
+	alice := browser(t)
+	g.signIn(t, alice, "/", "alice", "wonderland")
+	post, _ := http.NewRequest(http.MethodPost, g.origin+"/api/session", strings.NewReader(`{"username":"bob@example.test","password":"x"}`))
+	post.Header.Set("Content-Type", "application/json")
+	resp, err := alice.Do(post)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("POST /api/session: %d, want 403", resp.StatusCode)
+	}
+	for _, p := range []string{"/auth/forgot_password", "/auth/reset_password/abc", "/api/session/forgot_password"} {
+		if resp := fetch(t, alice, g.origin+p, nil); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: %d, want 403", p, resp.StatusCode)
+		}
+	}
+	if resp := fetch(t, alice, g.origin+"/api/session/properties", nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("/api/session/properties: %d, want 200", resp.StatusCode)
+	}
+}

@@ -514,24 +514,42 @@ type Route struct {
 // Metabase is what a Metabase route needs.
 type Metabase struct {
 	// Mode is how users sign in to Metabase: "" (they sign in to Metabase
-	// themselves, after gatehouse lets them through) or "jwt" (gatehouse
-	// signs them in with Metabase's JWT SSO, Pro and Enterprise editions,
-	// and binds the Metabase session to the gatehouse session: see
-	// docs/metabase.md). The free edition's "broker" mode is not
-	// available yet. Default: "".
+	// themselves, after gatehouse lets them through); "jwt" (gatehouse
+	// signs them in with Metabase's JWT SSO, Pro and Enterprise
+	// editions); "broker" (the free edition: gatehouse keeps each user's
+	// Metabase account, with a password only it can derive, through
+	// Metabase's admin API). With jwt and broker the Metabase session is
+	// bound to the gatehouse session: see docs/metabase.md. Default: "".
 	Mode string `yaml:"mode"`
+
+	// APIKey is a Metabase API key in the Administrators group, by
+	// reference, for mode broker. Required with mode broker.
+	APIKey SecretRef `yaml:"api_key"`
+
+	// BrokerKey is the key brokered passwords are derived from (at least
+	// 32 bytes), by reference. Changing it changes every password; each
+	// is reset at the user's next sign-in. Required with mode broker.
+	BrokerKey SecretRef `yaml:"broker_key"`
+
+	// AllowUnverifiedEmail signs users in to Metabase whose provider does
+	// not say their email is verified (email_verified). Metabase finds
+	// accounts by email, so an unverified email could take over someone
+	// else's account. Default: false.
+	AllowUnverifiedEmail bool `yaml:"allow_unverified_email"`
 
 	// JWTSecret is Metabase's jwt-shared-secret (Admin > Authentication >
 	// JWT), by reference; used as its raw bytes, as Metabase does.
 	// Required with mode jwt.
 	JWTSecret SecretRef `yaml:"jwt_secret"`
 
-	// Groups maps identity provider groups to the Metabase group names
-	// sent at sign-in; only mapped groups are sent. Without it the
-	// provider's groups are sent as they are (for Metabase's own
-	// jwt-group-mappings). Metabase applies groups only at sign-in, and a
-	// group change at the provider opens a new Metabase session at the
-	// next refresh. Default: none.
+	// Groups maps identity provider groups to Metabase group names. In
+	// mode jwt only mapped groups are sent; without it the provider's
+	// groups are sent as they are (for Metabase's jwt-group-mappings). In
+	// mode broker the Metabase groups named here are the ones gatehouse
+	// manages (All Users is always kept; Administrators only if named).
+	// Metabase applies groups only at sign-in; a group change at the
+	// provider opens a new Metabase session at the next refresh.
+	// Default: none.
 	Groups map[string]string `yaml:"groups"`
 
 	// PublicPaths are added to the route's policy.public: Metabase's

@@ -110,14 +110,30 @@ func (v *validator) metabaseRoutes(c *Config) {
 				v.errorf(p+".mode", "mode jwt signs users in through the route's upstream: the route needs one")
 			}
 		case "broker":
-			v.errorf(p+".mode", `mode broker (the free edition) is not available yet; use "jwt" (Pro, Enterprise) or leave mode unset`)
+			if r.Metabase.APIKey.IsZero() {
+				v.errorf(p+".api_key", "required with mode broker: a Metabase API key in Administrators, by reference")
+			}
+			if r.Metabase.BrokerKey.IsZero() {
+				v.errorf(p+".broker_key", "required with mode broker: at least 32 random bytes, by reference")
+			}
+			if r.Upstream == "" {
+				v.errorf(p+".mode", "mode broker signs users in through the route's upstream: the route needs one")
+			}
 		default:
-			v.errorf(p+".mode", `unknown mode %q (want jwt, or unset)`, r.Metabase.Mode)
+			v.errorf(p+".mode", `unknown mode %q (want jwt, broker, or unset)`, r.Metabase.Mode)
 		}
 		for _, k := range sortedKeys(r.Metabase.Groups) {
 			if r.Metabase.Groups[k] == "" {
 				v.errorf(p+".groups."+k, "a Metabase group name is required")
 			}
+		}
+		if r.Policy != nil && r.Metabase.Mode == "broker" {
+			// Brokered accounts are used through gatehouse only: their
+			// passwords are gatehouse's, and a reset would take one over.
+			r.Policy.Deny = append(slices.Clone(r.Policy.Deny),
+				Rule{Name: "metabase-password-login", Methods: []string{"POST"}, Paths: []string{"/api/session"}},
+				Rule{Name: "metabase-password-reset", Paths: []string{"/api/session/forgot_password", "/api/session/reset_password",
+					"/auth/forgot_password", "/auth/reset_password"}})
 		}
 		if r.Policy != nil {
 			public := slices.Clone(r.Policy.Public)
