@@ -1,7 +1,9 @@
 package app_test
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -116,10 +118,16 @@ const metabaseJWTSecret = "test-only-metabase-jwt-shared-secret"
 // metabase route in mode jwt.
 func startMetabaseJWT(t *testing.T, identityExtra ...string) (*identityGatehouse, *metabasetest.Server) {
 	t.Helper()
+	return startMetabaseJWTWith(t, metabasetest.Options{}, "", identityExtra...)
+}
+
+// startMetabaseJWTWith is startMetabaseJWT with more test double options
+// and route settings (YAML under the route, indented 4 spaces).
+func startMetabaseJWTWith(t *testing.T, mo metabasetest.Options, routeExtra string, identityExtra ...string) (*identityGatehouse, *metabasetest.Server) {
+	t.Helper()
 	t.Setenv("GH_MB_JWT", metabaseJWTSecret)
-	mb := metabasetest.New(t, metabasetest.Options{
-		Edition: metabasetest.Enterprise, JWTEnabled: true, JWTSharedSecret: metabaseJWTSecret, JWTGroupSync: true,
-	})
+	mo.Edition, mo.JWTEnabled, mo.JWTSharedSecret, mo.JWTGroupSync = metabasetest.Enterprise, true, metabaseJWTSecret, true
+	mb := metabasetest.New(t, mo)
 	mb.AddGroup("Analysts")
 	port := testenv.FreePort(t)
 	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -140,7 +148,8 @@ routes:
       jwt_secret: env:GH_MB_JWT
       groups: {analysts: Analysts}
     policy: {allow: [{authenticated: true}]}
-`, port, origin, strings.Join(identityExtra, "\n"), mb.URL))
+%s
+`, port, origin, strings.Join(identityExtra, "\n"), mb.URL, routeExtra))
 	return &identityGatehouse{gatehouse: g, origin: origin}, mb
 }
 
@@ -411,5 +420,82 @@ func TestBrokeredAccountPasswordPathsBlocked(t *testing.T) {
 	}
 	if resp := fetch(t, alice, g.origin+"/api/session/properties", nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("/api/session/properties: %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestMetabaseStreamedQueryNotCutAndCancelled: a streamed query that lasts
+// longer than the route's idle timeout is not cut while rows keep coming
+// (time compressed: a 3 s query, a row every 50 ms, an idle limit of 1 s),
+// and a client that goes away cancels it at Metabase.
+func TestMetabaseStreamedQueryNotCutAndCancelled(t *testing.T) {
+	g, mb := startMetabaseJWTWith(t, metabasetest.Options{QueryDuration: 3 * time.Second, QueryInterval: 50 * time.Millisecond},
+		"    timeouts: {idle: 1s}")
+	alice := browser(t)
+	g.signIn(t, alice, "/", "alice", "wonderland")
+	query := func(ctx context.Context) (*http.Response, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.origin+"/api/dataset", strings.NewReader(`{"native":{"query":"select 1"}}`))
+		req.Header.Set("Content-Type", "application/json")
+		c := *alice
+		c.Timeout = 0
+		return c.Do(req)
+	}
+	resp, err := query(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode/100 != 2 {
+		t.Fatalf("streamed query: %d, %v after %d bytes", resp.StatusCode, err, len(body))
+	}
+	qs := mb.Queries()
+	if len(qs) != 1 || !qs[0].Completed || qs[0].Email != "alice@example.test" {
+		t.Fatalf("query at Metabase: %+v, want one completed as alice", qs)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	resp, err = query(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	if _, err := resp.Body.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // the analyst closes the tab
+	resp.Body.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if qs := mb.Queries(); len(qs) == 2 && qs[1].Done {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if qs := mb.Queries(); len(qs) != 2 || !qs[1].Canceled || qs[1].Completed {
+		t.Errorf("the second query at Metabase: %+v, want canceled when the client went away", qs)
+	}
+}
+
+// TestMetabaseInitiatedSignInReturnsToPage: Metabase sends a browser to its
+// JWT identity provider URI, gatehouse's /.gatehouse/metabase/sso, with
+// return_to; gatehouse sends it back to that page on this origin only.
+func TestMetabaseInitiatedSignInReturnsToPage(t *testing.T) {
+	g, _ := startMetabaseJWT(t)
+	c := browser(t)
+	for rt, want := range map[string]string{
+		"/dashboard/12?tab=3":  "/dashboard/12?tab=3",
+		"//evil.example/":      "/",
+		"https://evil.example": "/",
+		"/auth/sso":            "/",
+		"":                     "/",
+	} {
+		resp := fetch(t, c, g.origin+"/.gatehouse/metabase/sso?return_to="+url.QueryEscape(rt), nil)
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != g.origin+want {
+			t.Errorf("return_to=%q: %d to %q, want 302 to %s", rt, resp.StatusCode, resp.Header.Get("Location"), g.origin+want)
+		}
+	}
+	// Signed out, that page then starts gatehouse's sign-in.
+	if resp := fetch(t, c, g.origin+"/dashboard/12", nil); resp.StatusCode != http.StatusFound || !strings.Contains(resp.Header.Get("Location"), "/.gatehouse/idp/") {
+		t.Errorf("signed out on the page: %d to %q, want the sign-in", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }

@@ -23,6 +23,9 @@ const (
 	PathMe          = "/.gatehouse/me"
 	PathIDP         = "/.gatehouse/idp"
 	PathJWKS        = "/.well-known/gatehouse/jwks.json"
+	// PathMetabaseSSO is the endpoint to give Metabase as its JWT
+	// identity provider URI, for sign-ins Metabase starts.
+	PathMetabaseSSO = "/.gatehouse/metabase/sso"
 )
 
 // flowCookieBase starts the name of every login flow cookie; the rest is

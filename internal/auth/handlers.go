@@ -62,6 +62,11 @@ func (g *Gate) ServeInternal(w http.ResponseWriter, r *http.Request, host, path 
 			return true
 		}
 		g.serveBackchannel(w, r)
+	case path == PathMetabaseSSO:
+		if !g.allowMethods(w, r, http.MethodGet, http.MethodHead) {
+			return true
+		}
+		g.serveAppSSO(w, r, host)
 	case path == PathMe:
 		if !g.allowMethods(w, r, http.MethodGet, http.MethodHead) {
 			return true
@@ -343,6 +348,23 @@ func (rt *Route) Admit(w http.ResponseWriter, r *http.Request, host, path string
 	}
 	rt.g.writeOutcome(w, r, out)
 	return nil
+}
+
+// serveAppSSO answers an app that sends the browser to its identity
+// provider to sign in (Metabase's jwt-identity-provider-uri, with the page
+// to return to as return_to): gatehouse signs users in to such an app
+// itself on their requests, so the browser is sent back to that page, on
+// this origin only; the route's policy starts a gatehouse sign-in there if
+// needed.
+func (g *Gate) serveAppSSO(w http.ResponseWriter, r *http.Request, host string) {
+	rec := recordOf(r.Context())
+	target := "/"
+	if rt := r.URL.Query().Get("return_to"); strings.HasPrefix(rt, "/") && !strings.HasPrefix(rt, "//") &&
+		!strings.ContainsAny(rt, "\\\r\n") && !strings.HasPrefix(rt, "/auth/") && !strings.HasPrefix(rt, "/.gatehouse/") {
+		target = rt
+	}
+	rec.Decision, rec.Reason = audit.DecisionRedirect, ReasonAppLogin
+	http.Redirect(w, r, g.originOf(host)+target, http.StatusFound) //nolint:gosec // G710: this origin plus a relative path checked above
 }
 
 // dropCookie removes the cookie called name from h's Cookie header.

@@ -1,7 +1,7 @@
 // Package metabase is gatehouse's server-side Metabase client: it signs
 // users in to Metabase on the back channel, in one of two modes, and manages
 // their accounts through the admin API. It follows
-// /work/shared/metabase-contract.md (the "contract"; section numbers below
+// ../shared/metabase-contract.md (the "contract"; section numbers below
 // refer to it), and it is tested against the metabasetest double.
 //
 // # JWT SSO (Metabase Pro/Enterprise, mode jwt)
