@@ -51,6 +51,8 @@ commands:
   quickstart [-addr A]   run on embedded defaults in front of the demo app
   demo -addr ADDR        run only the demo app
   hash-password [-cost N] read a password (first line of stdin), print its bcrypt hash
+  metabase deprovision -config FILE -route NAME -email EMAIL
+                         deactivate a brokered Metabase account (mode broker)
   version                print version information
 `
 
@@ -71,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return demo(args, stderr)
 	case "hash-password":
 		return hashPassword(args, os.Stdin, stdout, stderr)
+	case "metabase":
+		return metabaseCommand(args, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "gatehouse %s (commit %s, %s, %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -80,6 +84,40 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "gatehouse: unknown command %q\n%s", cmd, usage)
 	return 2
+}
+
+// metabaseCommand runs `gatehouse metabase deprovision`.
+func metabaseCommand(args []string, stdout, stderr io.Writer) int {
+	const use = "usage: gatehouse metabase deprovision -config FILE -route NAME -email EMAIL\n"
+	if len(args) == 0 || args[0] != "deprovision" {
+		fmt.Fprint(stderr, use)
+		return 2
+	}
+	fs := flag.NewFlagSet("metabase deprovision", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration `file`")
+	route := fs.String("route", "", "the metabase route (mode broker)")
+	email := fs.String("email", "", "the Metabase account's email")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if *path == "" || *route == "" || *email == "" || fs.NArg() > 0 {
+		fmt.Fprint(stderr, use)
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := app.DeprovisionMetabaseUser(ctx, cfg, *route, *email); err != nil {
+		fmt.Fprintf(stderr, "gatehouse: deprovisioning %s: %v\n", *email, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: deactivated in Metabase (route %s)\n", *email, *route)
+	return 0
 }
 
 func configFlag(name string, args []string, stderr io.Writer) (string, bool) {

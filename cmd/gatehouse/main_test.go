@@ -86,7 +86,8 @@ func TestCheckReportsEveryMistake(t *testing.T) {
 }
 
 func TestCheckAcceptsExamples(t *testing.T) {
-	for _, f := range []string{"../../examples/quickstart.yaml", "../../examples/gatehouse.yaml"} {
+	more, _ := filepath.Glob("../../examples/*/*.yaml")
+	for _, f := range append([]string{"../../examples/quickstart.yaml", "../../examples/gatehouse.yaml"}, more...) {
 		var out, errOut bytes.Buffer
 		if code := run([]string{"check", "-config", f}, &out, &errOut); code != 0 {
 			t.Errorf("check %s: exit %d, want 0\n%s%s", f, code, out.String(), errOut.String())
@@ -107,6 +108,21 @@ func TestCheckUsage(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run([]string{"check", "-config", filepath.Join(t.TempDir(), "missing.yaml")}, &out, &errOut); code != 1 {
 		t.Errorf("check of a missing file: exit %d, want 1", code)
+	}
+}
+
+func TestMetabaseDeprovisionUsage(t *testing.T) {
+	for _, args := range [][]string{{"metabase"}, {"metabase", "nope"}, {"metabase", "deprovision"},
+		{"metabase", "deprovision", "-config", "x.yaml", "-route", "mb"}} {
+		var out, errOut bytes.Buffer
+		if code := run(args, &out, &errOut); code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
+		}
+	}
+	var out, errOut bytes.Buffer
+	args := []string{"metabase", "deprovision", "-config", "../../examples/gatehouse.yaml", "-route", "metabase", "-email", "a@example.test"}
+	if code := run(args, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "not a metabase route in mode broker") {
+		t.Errorf("a route without mode broker: exit %d, %q", code, errOut.String())
 	}
 }
 

@@ -148,3 +148,49 @@ func (m *metabaseJWT) SignIn(ctx context.Context, p *auth.Principal, client neti
 func (m *metabaseJWT) SignOut(ctx context.Context, key string) error {
 	return m.client.Logout(ctx, secret.NewValue([]byte(key)))
 }
+
+// DeprovisionMetabaseUser deactivates the Metabase account with this email
+// on a route in mode broker (`gatehouse metabase deprovision`), which also
+// ends its Metabase sessions. A deactivated account stays so: the broker
+// never reactivates one. Server-side calls go straight to the route's
+// upstream targets, tried in order.
+func DeprovisionMetabaseUser(ctx context.Context, cfg *config.Config, route, email string) error {
+	var rc *config.Route
+	for i := range cfg.Routes {
+		if cfg.Routes[i].Name == route {
+			rc = &cfg.Routes[i]
+		}
+	}
+	switch {
+	case rc == nil:
+		return fmt.Errorf("no route %q in the configuration", route)
+	case rc.Metabase == nil || rc.Metabase.Mode != "broker":
+		return fmt.Errorf("route %q is not a metabase route in mode broker", route)
+	}
+	res := secret.NewResolver(secret.ResolverOptions{})
+	key, err := res.Resolve(ctx, rc.Metabase.APIKey.Ref)
+	if err != nil {
+		return fmt.Errorf("metabase.api_key: %w", err)
+	}
+	bk, err := res.Resolve(ctx, rc.Metabase.BrokerKey.Ref)
+	if err != nil {
+		return fmt.Errorf("metabase.broker_key: %w", err)
+	}
+	var errs []error
+	for _, t := range cfg.Upstreams[rc.Upstream].Targets {
+		c, err := metabase.New(metabase.Options{BaseURL: t.URL.String(), APIKey: key})
+		if err != nil {
+			return err
+		}
+		b, err := metabase.NewBroker(metabase.BrokerOptions{Client: c, BrokerKey: bk, GroupMap: rc.Metabase.Groups})
+		if err != nil {
+			return err
+		}
+		if err := b.Deprovision(ctx, email); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", t.URL.Redacted(), err))
+			continue
+		}
+		return nil
+	}
+	return errors.Join(errs...)
+}

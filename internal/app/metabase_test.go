@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-proxy/gatehouse/internal/app"
+	"github.com/gatehouse-proxy/gatehouse/internal/config"
 	"github.com/gatehouse-proxy/gatehouse/internal/idp"
 	"github.com/gatehouse-proxy/gatehouse/internal/metabase/metabasetest"
 	"github.com/gatehouse-proxy/gatehouse/internal/testenv"
@@ -497,5 +499,47 @@ func TestMetabaseInitiatedSignInReturnsToPage(t *testing.T) {
 	// Signed out, that page then starts gatehouse's sign-in.
 	if resp := fetch(t, c, g.origin+"/dashboard/12", nil); resp.StatusCode != http.StatusFound || !strings.Contains(resp.Header.Get("Location"), "/.gatehouse/idp/") {
 		t.Errorf("signed out on the page: %d to %q, want the sign-in", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// TestMetabaseDeprovisionedUserStaysOut: `gatehouse metabase deprovision`
+// deactivates the account and ends its sessions; gatehouse then never
+// reactivates it, and the user gets an error page rather than Metabase.
+func TestMetabaseDeprovisionedUserStaysOut(t *testing.T) {
+	g, mb := startMetabaseBroker(t)
+	alice := browser(t)
+	g.signIn(t, alice, "/", "alice", "wonderland")
+	metabaseUser(t, alice, g.origin+"/dashboard/1", nil)
+
+	cfg, err := config.Parse("gatehouse.yaml", []byte(fmt.Sprintf(`
+listeners: [{address: "127.0.0.1:0"}]
+public_url: http://127.0.0.1:1
+identity: {builtin: {demo_users: true}}
+upstreams:
+  metabase: {targets: [%s]}
+routes:
+  - name: metabase
+    upstream: metabase
+    metabase: {mode: broker, api_key: env:GH_MB_API_KEY, broker_key: env:GH_MB_BROKER_KEY, groups: {analysts: Analysts}}
+    policy: {allow: [{authenticated: true}]}
+`, mb.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+	defer cancel()
+	if err := app.DeprovisionMetabaseUser(ctx, cfg, "metabase", "alice@example.test"); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := mb.User("alice@example.test"); u.Active || len(mb.Sessions("alice@example.test")) != 0 {
+		t.Fatalf("after deprovision: active %v, %d sessions", u.Active, len(mb.Sessions("alice@example.test")))
+	}
+	api := http.Header{"Accept": {"application/json"}}
+	fetch(t, alice, g.origin+"/api/user/current", api) // Metabase's 401 marks the session refused
+	if resp := fetch(t, alice, g.origin+"/dashboard/1", nil); resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("deprovisioned user: %d, want gatehouse's 502 error page", resp.StatusCode)
+	}
+	if u, _ := mb.User("alice@example.test"); u.Active {
+		t.Error("gatehouse reactivated a deprovisioned user")
 	}
 }
