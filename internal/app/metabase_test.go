@@ -543,3 +543,37 @@ routes:
 		t.Error("gatehouse reactivated a deprovisioned user")
 	}
 }
+
+// TestMetabaseSessionEndsAfterBackchannelLogout: a back-channel logout
+// revokes the gatehouse session without its cookie; the Metabase session
+// sealed in that cookie ends when the cookie is next presented, once.
+func TestMetabaseSessionEndsAfterBackchannelLogout(t *testing.T) {
+	g, mb := startMetabaseJWT(t)
+	alice := browser(t)
+	g.signIn(t, alice, "/", "alice", "wonderland")
+	metabaseUser(t, alice, g.origin+"/dashboard/1", nil)
+	if n := len(mb.Sessions("alice@example.test")); n != 1 {
+		t.Fatalf("%d Metabase sessions, want 1", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.app.BuiltinProvider().EndSessions(ctx, idp.SubjectFor("alice")); err != nil {
+		t.Fatalf("EndSessions: %v", err)
+	}
+	cookie := http.Header{"Cookie": {"gh_session=" + sessionCookie(t, alice, g.origin)}}
+	for range 3 { // a stubborn client repeats the dead cookie
+		if resp := fetch(t, client(), g.origin+"/dashboard/1", cookie); resp.StatusCode != http.StatusFound {
+			t.Fatalf("after back-channel logout: %d, want 302 to sign in", resp.StatusCode)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(mb.Sessions("alice@example.test")) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(mb.Sessions("alice@example.test")); n != 0 {
+		t.Errorf("alice has %d Metabase sessions after back-channel logout, want 0", n)
+	}
+	if n := mb.Stats().SessionDeletions; n != 1 {
+		t.Errorf("%d Metabase session deletions, want 1", n)
+	}
+}

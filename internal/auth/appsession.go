@@ -207,6 +207,37 @@ func (g *Gate) endAppSessions(s *session.Session) {
 	}
 }
 
+// endDeadAppSessions ends the app sessions bound to a session that has
+// ended without gatehouse seeing its cookie (back-channel logout,
+// expiry): when the cookie is next presented. Each app session is ended
+// once, whatever number of requests bring the dead cookie.
+func (g *Gate) endDeadAppSessions(value string) {
+	o, ok := g.opts.Store.(interface {
+		Open(string) (*session.Session, error)
+	})
+	if !ok {
+		return
+	}
+	s, err := o.Open(value)
+	if err != nil {
+		return
+	}
+	now := g.opts.Now()
+	for k, v := range s.Extra {
+		route, ok := strings.CutPrefix(k, extraAppPrefix)
+		if !ok {
+			continue
+		}
+		b, ok := parseAppBinding(v)
+		rt := g.appRoutes[route]
+		if !ok || rt == nil || g.appEnded.has(b.key) {
+			continue
+		}
+		g.appEnded.add(b.key, now)
+		go rt.signOutApp(b.key)
+	}
+}
+
 // keepAppBindings copies the app bindings of old into ns's Extra.
 func keepAppBindings(old map[string]string, ns *session.Session) {
 	for k, v := range old {

@@ -139,6 +139,7 @@ type Gate struct {
 	refreshes   flight            // one refresh per session at a time
 	appFlights  flight            // one app sign-in per session and route at a time
 	appRejected rejectedKeys      // app session keys the app refused
+	appEnded    rejectedKeys      // app session keys of ended sessions, already signed out
 	appRoutes   map[string]*Route // routes with an app session, by name; set while building
 	replaced    replaceMap        // old cookie → refreshed session, for in-flight requests
 	usedState   *oidc.ReplayCache // flow states already redeemed

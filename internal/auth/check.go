@@ -286,6 +286,9 @@ func (g *Gate) loadSession(ctx context.Context, value string, now time.Time, out
 	s, err := g.opts.Store.Load(ctx, value, now)
 	if err != nil {
 		out.SetCookies = append(out.SetCookies, session.DeleteCookie(g.opts.CookieName, g.secure))
+		if len(g.appRoutes) > 0 && (errors.Is(err, session.ErrRevoked) || errors.Is(err, session.ErrExpired) || errors.Is(err, session.ErrIdle)) {
+			g.endDeadAppSessions(value)
+		}
 		return nil, sessionReason(err)
 	}
 	if s.RefreshToken != "" && !s.TokenExpiry.IsZero() && !now.Before(s.TokenExpiry.Add(-g.opts.RefreshBefore)) {
