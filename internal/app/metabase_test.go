@@ -219,9 +219,21 @@ func TestMetabaseSessionRenewedAndEnded(t *testing.T) {
 	alice := browser(t)
 	g.signIn(t, alice, "/", "alice", "wonderland")
 	metabaseUser(t, alice, g.origin+"/dashboard/1", nil)
+	var keys []string // every Metabase session key of the test: never logged
+	defer func() {
+		keys = append(keys, mb.Sessions("alice@example.test")...)
+		for name, stream := range map[string]string{"audit": g.audit.String(), "operator log": g.log.String()} {
+			for _, k := range append(keys, metabaseJWTSecret) {
+				if strings.Contains(stream, k) {
+					t.Errorf("the %s contains a Metabase session key or the JWT secret", name)
+				}
+			}
+		}
+	}()
 
 	// Metabase ends the session (an admin, a restart with a new
 	// database): the next API call gets 401, the one after a new session.
+	keys = append(keys, mb.Sessions("alice@example.test")...)
 	for _, k := range mb.Sessions("alice@example.test") {
 		req, _ := http.NewRequest(http.MethodDelete, mb.URL+"/api/session", nil)
 		req.Header.Set("X-Metabase-Session", k)
@@ -242,6 +254,7 @@ func TestMetabaseSessionRenewedAndEnded(t *testing.T) {
 	if who := metabaseUser(t, alice, g.origin+"/dashboard/1", nil); who != "alice@example.test" {
 		t.Fatalf("after renewal Metabase sees %q", who)
 	}
+	keys = append(keys, mb.Sessions("alice@example.test")...)
 	if n := mb.Stats().SSOLogins; n != 2 {
 		t.Errorf("%d Metabase sign-ins, want 2", n)
 	}
