@@ -237,6 +237,13 @@ func TestSPOEVerdictIsTheProxysDecision(t *testing.T) {
 		t.Errorf("public path: %v", got)
 	}
 
+	_, metrics := get(t, g.adminURL()+"/metrics")
+	for _, d := range []string{"allow", "deny", "redirect"} {
+		if !strings.Contains(metrics, `gatehouse_spoe_verdict_seconds_count{decision="`+d+`"}`) {
+			t.Errorf("metrics lack SPOE verdicts with decision %s", d)
+		}
+	}
+
 	recs := g.records()
 	for id, want := range map[string]string{"spoe-alice-1": "allow", "spoe-bob-1": "deny", "spoe-anon-1": "redirect", "spoe-api-1": "deny"} {
 		var found []auditRecord

@@ -26,8 +26,9 @@ type Metrics struct {
 
 	mu     sync.RWMutex // guards cache
 	cache  map[reqKey]prometheus.Counter
-	hmu    sync.RWMutex // guards hcache
+	hmu    sync.RWMutex // guards hcache, scache
 	hcache map[[2]string]prometheus.Observer
+	scache map[string]prometheus.Observer // SPOE verdicts by decision
 }
 
 type reqKey struct {
@@ -69,6 +70,7 @@ func New() *Metrics {
 		}, []string{"decision"}),
 		cache:  map[reqKey]prometheus.Counter{},
 		hcache: map[[2]string]prometheus.Observer{},
+		scache: map[string]prometheus.Observer{},
 	}
 	reg.MustRegister(m.requests, m.upstreamLatency, m.inFlight, m.reloads, m.configLoaded, m.spoeVerdicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -91,9 +93,19 @@ func (m *Metrics) Request(route string, status int, decision string) {
 	c.Inc()
 }
 
-// SPOEVerdict records one verdict of the SPOE agent.
+// SPOEVerdict records one verdict of the SPOE agent. The labelled
+// observer is cached, as Request's counters are.
 func (m *Metrics) SPOEVerdict(decision string, d time.Duration) {
-	m.spoeVerdicts.WithLabelValues(decision).Observe(d.Seconds())
+	m.hmu.RLock()
+	o, ok := m.scache[decision]
+	m.hmu.RUnlock()
+	if !ok {
+		o = m.spoeVerdicts.WithLabelValues(decision)
+		m.hmu.Lock()
+		m.scache[decision] = o
+		m.hmu.Unlock()
+	}
+	o.Observe(d.Seconds())
 }
 
 // UpstreamLatency records the time to an upstream's response headers.
