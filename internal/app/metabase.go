@@ -108,6 +108,10 @@ func (m *metabaseBroker) SignOut(ctx context.Context, key string) error {
 	return m.client.Logout(ctx, secret.NewValue([]byte(key)))
 }
 
+func (m *metabaseBroker) Owner(ctx context.Context, key string) (string, error) {
+	return metabaseOwner(ctx, m.client, key)
+}
+
 // metabaseSessionCookie is Metabase's session cookie (contract 2.1).
 const metabaseSessionCookie = "metabase.SESSION"
 
@@ -147,6 +151,19 @@ func (m *metabaseJWT) SignIn(ctx context.Context, p *auth.Principal, client neti
 
 func (m *metabaseJWT) SignOut(ctx context.Context, key string) error {
 	return m.client.Logout(ctx, secret.NewValue([]byte(key)))
+}
+
+func (m *metabaseJWT) Owner(ctx context.Context, key string) (string, error) {
+	return metabaseOwner(ctx, m.client, key)
+}
+
+// metabaseOwner returns the email of the user a Metabase session is for.
+func metabaseOwner(ctx context.Context, c *metabase.Client, key string) (string, error) {
+	a, err := c.CurrentUser(ctx, secret.NewValue([]byte(key)))
+	if err != nil {
+		return "", err
+	}
+	return a.Email, nil
 }
 
 // DeprovisionMetabaseUser deactivates the Metabase account with this email

@@ -590,3 +590,64 @@ func TestMetabaseSessionEndsAfterBackchannelLogout(t *testing.T) {
 		t.Errorf("%d Metabase session deletions, want 1", n)
 	}
 }
+
+// TestMetabaseIssuedSessionBoundOnlyForSameUser: when Metabase issues a
+// session itself (its password login, in mode jwt), gatehouse binds it in
+// place of the old one only if it is the signed-in user's; another
+// account's session is dropped and ended, so knowing someone's Metabase
+// password never switches identity in Metabase.
+func TestMetabaseIssuedSessionBoundOnlyForSameUser(t *testing.T) {
+	g, mb := startMetabaseJWT(t)
+	mb.AddUser(metabasetest.NewUser{Email: "alice@example.test", FirstName: "Alice", Password: "Alice-pass-1"})
+	mb.AddUser(metabasetest.NewUser{Email: "bob@example.test", FirstName: "Bob", Password: "Bob-pass-1"})
+	alice := browser(t)
+	g.signIn(t, alice, "/", "alice", "wonderland")
+	metabaseUser(t, alice, g.origin+"/dashboard/1", nil)
+	login := func(user, pw string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, g.origin+"/api/session", strings.NewReader(`{"username":"`+user+`","password":"`+pw+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := alice.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		for _, c := range resp.Cookies() {
+			if c.Name == "metabase.SESSION" {
+				t.Errorf("Metabase's session cookie reached the browser (login as %s)", user)
+			}
+		}
+		return resp
+	}
+
+	// bob's password: Metabase answers with a session for bob, which is
+	// dropped and ended; alice stays alice.
+	login("bob@example.test", "Bob-pass-1")
+	if who := metabaseUser(t, alice, g.origin+"/dashboard/1", nil); who != "alice@example.test" {
+		t.Fatalf("after logging in to Metabase as bob: Metabase sees %q, want alice", who)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(mb.Sessions("bob@example.test")) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(mb.Sessions("bob@example.test")); n != 0 {
+		t.Errorf("bob has %d Metabase sessions, want 0 (the dropped one ended)", n)
+	}
+
+	// Her own password: the session Metabase issued becomes the bound one.
+	before := mb.Sessions("alice@example.test")
+	login("alice@example.test", "Alice-pass-1")
+	if who := metabaseUser(t, alice, g.origin+"/dashboard/1", nil); who != "alice@example.test" {
+		t.Fatalf("Metabase sees %q", who)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && slices.Contains(mb.Sessions("alice@example.test"), before[0]) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	after := mb.Sessions("alice@example.test")
+	if len(after) != 1 || after[0] == before[0] {
+		t.Errorf("alice's Metabase sessions %v, want only the one Metabase issued (the old %s ended)", after, before[0])
+	}
+	if n := mb.Stats().SSOLogins; n != 1 {
+		t.Errorf("%d SSO sign-ins, want 1: the issued session was bound, not replaced by a new sign-in", n)
+	}
+}

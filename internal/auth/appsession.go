@@ -29,6 +29,10 @@ type AppSession interface {
 	SignIn(ctx context.Context, p *Principal, client netip.Addr) (key string, expires time.Time, err error)
 	// SignOut ends an app session (gatehouse logout, a privilege change).
 	SignOut(ctx context.Context, key string) error
+	// Owner returns the email of the user an app session belongs to, to
+	// decide whether a session the app issued itself may replace the
+	// bound one.
+	Owner(ctx context.Context, key string) (email string, err error)
 }
 
 // Reasons of app sessions.
@@ -57,6 +61,10 @@ const (
 	appSignInTimeout = 15 * time.Second
 	// maxRejected bounds the set of app session keys the app refused.
 	maxRejected = 50_000
+	// appDefaultLifetime is the lifetime of a captured app session whose
+	// cookie names none (a browser-session cookie): Metabase's default
+	// MAX_SESSION_AGE.
+	appDefaultLifetime = 14 * 24 * time.Hour
 )
 
 // errAppRefusedAgain: the app refused a session obtained moments ago.
@@ -115,9 +123,20 @@ func (r *rejectedKeys) has(key string) bool {
 	return ok
 }
 
-// appContextKey carries the app session key sent upstream, for
-// CheckResponse.
+// appContextKey carries the appRequest of a request sent upstream with a
+// bound app session, for CheckResponse.
 type appContextKey struct{}
+
+// appRequest is what CheckResponse needs to know about the request.
+type appRequest struct {
+	key    string     // the bound app session key sent upstream
+	p      *Principal // the user, with their session
+	cookie string     // the gatehouse session cookie the request came with
+}
+
+// appCaptureTimeout bounds checking who a session the app issued belongs
+// to.
+const appCaptureTimeout = 5 * time.Second
 
 // bindApp returns the app session key for p's session, obtaining one when
 // the session has none, it is near its expiry or the app refused it. A new
@@ -273,20 +292,31 @@ func setAppCookie(cookies, name, key string) string {
 }
 
 // CheckResponse runs on the app's response on a route with an app
-// session: the app may not set its session cookie in the browser (it is
-// removed), and a 401 to a request that carried the bound session marks
-// that session as refused, so the next request obtains a new one.
+// session. The app may not set its session cookie in the browser: it is
+// removed. When the app issued a new session on a request that carried the
+// bound one (its own login form, say), the new session replaces the bound
+// one if, and only if, it belongs to the same user: gatehouse asks the app
+// whose it is. A session of another account is dropped, so knowing
+// someone's app password never switches the gatehouse user's identity in
+// the app. A 401 to a request that carried the bound session marks that
+// session as refused, so the next request obtains a new one.
 func (rt *Route) CheckResponse(resp *http.Response) {
 	if rt.opts.AppSession == nil {
 		return
 	}
 	name := rt.opts.AppSession.CookieName()
+	var issued *http.Cookie
 	if vals := resp.Header["Set-Cookie"]; len(vals) > 0 {
 		kept := vals[:0:0]
 		for _, v := range vals {
 			n, _, _ := strings.Cut(v, "=")
 			if strings.TrimSpace(n) != name {
 				kept = append(kept, v)
+				continue
+			}
+			if c, err := http.ParseSetCookie(v); err == nil && c.Value != "" && c.MaxAge >= 0 &&
+				(c.Expires.IsZero() || c.Expires.After(rt.g.opts.Now())) {
+				issued = c
 			}
 		}
 		if len(kept) == 0 {
@@ -295,11 +325,59 @@ func (rt *Route) CheckResponse(resp *http.Response) {
 			resp.Header["Set-Cookie"] = kept
 		}
 	}
-	if resp.StatusCode == http.StatusUnauthorized && resp.Request != nil {
-		if key, ok := resp.Request.Context().Value(appContextKey{}).(string); ok {
-			rt.g.appRejected.add(key, rt.g.opts.Now())
-		}
+	if resp.Request == nil {
+		return
 	}
+	ar, ok := resp.Request.Context().Value(appContextKey{}).(*appRequest)
+	if !ok {
+		return
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		rt.g.appRejected.add(ar.key, rt.g.opts.Now())
+	}
+	if issued != nil && issued.Value != ar.key {
+		rt.captureApp(resp, ar, issued)
+	}
+}
+
+// captureApp binds a session the app issued in resp, when it is the same
+// user's, and adds the re-sealed gatehouse cookie to resp.
+func (rt *Route) captureApp(resp *http.Response, ar *appRequest, c *http.Cookie) {
+	g := rt.g
+	// Detached from the request, whose values (its audit record) are not
+	// this call's.
+	ctx, cancel := context.WithTimeout(context.Background(), appCaptureTimeout)
+	defer cancel()
+	owner, err := rt.opts.AppSession.Owner(ctx, c.Value)
+	if err != nil || ar.p.Email == "" || !strings.EqualFold(owner, ar.p.Email) {
+		g.opts.Log.Warn("the app issued a session that is not the signed-in user's; dropped",
+			"route", rt.opts.Name, "session", ar.p.SessionRef, "err", err)
+		go rt.signOutApp(c.Value)
+		return
+	}
+	now := g.opts.Now()
+	exp := c.Expires
+	if exp.IsZero() && c.MaxAge > 0 {
+		exp = now.Add(time.Duration(c.MaxAge) * time.Second)
+	}
+	if exp.IsZero() {
+		exp = now.Add(appDefaultLifetime)
+	}
+	s := ar.p.session
+	ns := *s
+	ns.Extra = make(map[string]string, len(s.Extra)+1)
+	for k, v := range s.Extra {
+		ns.Extra[k] = v
+	}
+	ns.Extra[extraAppPrefix+rt.opts.Name] = appBinding{key: c.Value, expires: exp, created: now}.String()
+	value, err := g.save(ctx, &ns, now)
+	if err != nil {
+		g.opts.Log.Error("binding the session the app issued failed", "route", rt.opts.Name, "err", err)
+		return
+	}
+	g.replaced.put(sha256.Sum256([]byte(ar.cookie)), &refreshResult{session: &ns, value: value}, now)
+	resp.Header.Add("Set-Cookie", g.sessionCookie(value).String())
+	go rt.signOutApp(ar.key)
 }
 
 // admitApp finishes an allowed request on a route with an app session:
@@ -328,5 +406,6 @@ func (rt *Route) admitApp(w http.ResponseWriter, r *http.Request, p *Principal, 
 		return nil
 	}
 	r.Header["Cookie"] = []string{setAppCookie(strings.Join(r.Header["Cookie"], "; "), rt.opts.AppSession.CookieName(), key)}
-	return r.WithContext(context.WithValue(r.Context(), appContextKey{}, key))
+	ar := &appRequest{key: key, p: p, cookie: cookieValue(cookieHeader, rt.g.cookie)}
+	return r.WithContext(context.WithValue(r.Context(), appContextKey{}, ar))
 }
