@@ -130,6 +130,19 @@ func startMetabaseJWTWith(t *testing.T, mo metabasetest.Options, routeExtra stri
 	t.Setenv("GH_MB_JWT", metabaseJWTSecret)
 	mo.Edition, mo.JWTEnabled, mo.JWTSharedSecret, mo.JWTGroupSync = metabasetest.Enterprise, true, metabaseJWTSecret, true
 	mb := metabasetest.New(t, mo)
+	g := startMetabaseGatehouse(t, mb, `
+      mode: jwt
+      jwt_secret: env:GH_MB_JWT`, routeExtra, identityExtra...)
+	return g, mb
+}
+
+// startMetabaseGatehouse starts gatehouse with the built-in provider on a
+// metabase route to mb, whose group Analysts it creates. metabaseYAML is
+// the route's metabase settings besides groups (indented 6 spaces),
+// routeExtra more route settings (4 spaces), identityExtra more identity
+// settings (2 spaces).
+func startMetabaseGatehouse(t *testing.T, mb *metabasetest.Server, metabaseYAML, routeExtra string, identityExtra ...string) *identityGatehouse {
+	t.Helper()
 	mb.AddGroup("Analysts")
 	port := testenv.FreePort(t)
 	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -145,14 +158,12 @@ upstreams:
 routes:
   - name: metabase
     upstream: metabase
-    metabase:
-      mode: jwt
-      jwt_secret: env:GH_MB_JWT
+    metabase:%s
       groups: {analysts: Analysts}
     policy: {allow: [{authenticated: true}]}
 %s
-`, port, origin, strings.Join(identityExtra, "\n"), mb.URL, routeExtra))
-	return &identityGatehouse{gatehouse: g, origin: origin}, mb
+`, port, origin, strings.Join(identityExtra, "\n"), mb.URL, metabaseYAML, routeExtra))
+	return &identityGatehouse{gatehouse: g, origin: origin}
 }
 
 func metabaseUser(t *testing.T, c *http.Client, u string, hdr http.Header) string {
@@ -349,28 +360,11 @@ func startMetabaseBroker(t *testing.T) (*identityGatehouse, *metabasetest.Server
 	mb := metabasetest.New(t, metabasetest.Options{
 		APIKeys: []metabasetest.APIKey{{Name: "gatehouse", Key: apiKey, GroupID: metabasetest.AdministratorsGroupID}},
 	})
-	mb.AddGroup("Analysts")
-	port := testenv.FreePort(t)
-	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
-	g := start(t, fmt.Sprintf(`
-listeners: [{name: public, address: "127.0.0.1:%d"}]
-public_url: %s
-admin: {address: 127.0.0.1:0}
-identity:
-  builtin: {demo_users: true}
-upstreams:
-  metabase: {targets: [%s]}
-routes:
-  - name: metabase
-    upstream: metabase
-    metabase:
+	g := startMetabaseGatehouse(t, mb, `
       mode: broker
       api_key: env:GH_MB_API_KEY
-      broker_key: env:GH_MB_BROKER_KEY
-      groups: {analysts: Analysts}
-    policy: {allow: [{authenticated: true}]}
-`, port, origin, mb.URL))
-	return &identityGatehouse{gatehouse: g, origin: origin}, mb
+      broker_key: env:GH_MB_BROKER_KEY`, "")
+	return g, mb
 }
 
 func TestMetabaseBrokerSignsUserIn(t *testing.T) {

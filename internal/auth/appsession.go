@@ -273,22 +273,11 @@ func keepAppBindings(old map[string]string, ns *session.Session) {
 // already removed) without any app session cookie the browser sent, plus
 // the bound one.
 func setAppCookie(cookies, name, key string) string {
-	var b strings.Builder
-	for rest := cookies; rest != ""; {
-		var part string
-		part, rest, _ = strings.Cut(rest, ";")
-		part = strings.TrimSpace(part)
-		n, _, _ := strings.Cut(part, "=")
-		if part == "" || strings.TrimSpace(n) == name {
-			continue
-		}
-		b.WriteString(part)
-		b.WriteString("; ")
+	c := filterCookies(cookies, func(n string) bool { return n == name })
+	if c != "" {
+		c += "; "
 	}
-	b.WriteString(name)
-	b.WriteByte('=')
-	b.WriteString(key)
-	return b.String()
+	return c + name + "=" + key
 }
 
 // CheckResponse runs on the app's response on a route with an app

@@ -281,11 +281,7 @@ func (rt *Route) Admit(w http.ResponseWriter, r *http.Request, host, path string
 			// API key): no identity, gatehouse's cookies still removed.
 			rec.Decision, rec.Reason = audit.DecisionAllow, ReasonAppCredential
 			if c := strings.Join(r.Header["Cookie"], "; "); c != "" {
-				if sc := rt.g.StripCookies(c); sc == "" {
-					delete(r.Header, "Cookie")
-				} else {
-					r.Header["Cookie"] = []string{sc}
-				}
+				setCookieHeader(r.Header, rt.g.StripCookies(c))
 			}
 			if !rt.opts.PassAuthorization {
 				delete(r.Header, "Authorization")
@@ -323,10 +319,8 @@ func (rt *Route) Admit(w http.ResponseWriter, r *http.Request, host, path string
 			r.Header[h.Name] = vals[i : i+1 : i+1]
 		}
 		if req.Cookie != "" {
-			if c := rt.g.StripCookies(req.Cookie); c == "" {
-				delete(r.Header, "Cookie")
-			} else if c != req.Cookie {
-				r.Header["Cookie"] = []string{c}
+			if c := rt.g.StripCookies(req.Cookie); c != req.Cookie {
+				setCookieHeader(r.Header, c)
 			}
 		}
 		sentToken := rt.opts.PassAccessToken && out.Principal != nil && out.Principal.accessToken != ""
@@ -370,24 +364,9 @@ func (g *Gate) serveAppSSO(w http.ResponseWriter, r *http.Request, host string) 
 // dropCookie removes the cookie called name from h's Cookie header.
 func dropCookie(h http.Header, name string) {
 	c := strings.Join(h["Cookie"], "; ")
-	if !strings.Contains(c, name) {
-		return
+	if strings.Contains(c, name) {
+		setCookieHeader(h, filterCookies(c, func(n string) bool { return n == name }))
 	}
-	var kept []string
-	for rest := c; rest != ""; {
-		var part string
-		part, rest, _ = strings.Cut(rest, ";")
-		part = strings.TrimSpace(part)
-		n, _, _ := strings.Cut(part, "=")
-		if part != "" && strings.TrimSpace(n) != name {
-			kept = append(kept, part)
-		}
-	}
-	if len(kept) == 0 {
-		delete(h, "Cookie")
-		return
-	}
-	h["Cookie"] = []string{strings.Join(kept, "; ")}
 }
 
 // hasAppCredential reports whether h carries one of the route's

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -132,13 +133,19 @@ func stripCookies(header, cookieName string) string {
 	if !strings.Contains(header, cookieName) && !strings.Contains(header, flowCookieBase) {
 		return header
 	}
+	return filterCookies(header, func(name string) bool { return ownCookie(name, cookieName) })
+}
+
+// filterCookies returns a Cookie header value without the cookies that
+// drop reports true for (by name), "" when none is left.
+func filterCookies(header string, drop func(name string) bool) string {
 	var b strings.Builder
 	for rest := header; rest != ""; {
 		var part string
 		part, rest, _ = strings.Cut(rest, ";")
 		part = strings.TrimSpace(part)
 		name, _, _ := strings.Cut(part, "=")
-		if part == "" || ownCookie(strings.TrimSpace(name), cookieName) {
+		if part == "" || drop(strings.TrimSpace(name)) {
 			continue
 		}
 		if b.Len() > 0 {
@@ -147,6 +154,16 @@ func stripCookies(header, cookieName string) string {
 		b.WriteString(part)
 	}
 	return b.String()
+}
+
+// setCookieHeader sets h's Cookie header to v, or removes it when v is
+// empty.
+func setCookieHeader(h http.Header, v string) {
+	if v == "" {
+		delete(h, "Cookie")
+		return
+	}
+	h["Cookie"] = []string{v}
 }
 
 // ownCookie reports whether a cookie name is one of gatehouse's.
