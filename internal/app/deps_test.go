@@ -29,7 +29,7 @@ var allowedImports = map[string][]string{
 	"internal/testenv":   nil,
 	"internal/spop":      nil,
 	"internal/metabase":  {"internal/secret"},
-	"internal/haproxy":   {"internal/audit", "internal/auth", "internal/canon", "internal/idheader", "internal/listener", "internal/spop"},
+	"internal/haproxy":   {"internal/audit", "internal/auth", "internal/canon", "internal/idheader", "internal/listener", "internal/proxy", "internal/spop"},
 	"internal/policy":    nil,
 	"internal/session":   nil,
 	"internal/token":     nil,

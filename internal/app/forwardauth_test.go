@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -112,8 +113,9 @@ func TestForwardAuthRefusesNonCanonicalPath(t *testing.T) {
 	g := startIdentity(t, spoeExtra)
 	alice := browser(t)
 	g.signIn(t, alice, "/analytics", "alice", "wonderland")
-	for _, uri := range []string{"/public/../analytics", "/public//x", "/public/%2e%2e/analytics", "/public/..%2Fanalytics"} {
-		if resp := forwardAuth(t, g, alice, "GET", uri, nil); resp.StatusCode != http.StatusBadRequest {
+	for i, uri := range []string{"/public/../analytics", "/public//x", "/public/%2e%2e/analytics", "/public/..%2Fanalytics"} {
+		hdr := http.Header{"X-Request-Id": {fmt.Sprintf("fa-noncanon-%d", i)}}
+		if resp := forwardAuth(t, g, alice, "GET", uri, hdr); resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("%s: %d, want 400", uri, resp.StatusCode)
 		}
 	}
@@ -124,5 +126,10 @@ func TestForwardAuthRefusesNonCanonicalPath(t *testing.T) {
 	resp := fetch(t, client(), g.origin+"/.gatehouse/auth", nil)
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("no X-Forwarded-Host/Uri: %d, want 400", resp.StatusCode)
+	}
+	// The audit record says what the client got, not what the check
+	// would have allowed.
+	if r := g.record("fa-noncanon-0"); r.Status != http.StatusBadRequest || r.Decision != "deny" || r.Auth != "" {
+		t.Errorf("audit of a refused non-canonical path: %+v, want status 400, deny, no identity", r)
 	}
 }

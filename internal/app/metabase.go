@@ -15,15 +15,14 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/internal/upstream"
 )
 
-// metabaseJWT is auth.AppSession for a metabase route in mode jwt: it signs
-// the user in with Metabase's JWT SSO on the back channel, through the
-// route's upstream pool (so health checks and balancing apply).
-type metabaseJWT struct {
+// metabaseSession is auth.AppSession for a metabase route with a mode:
+// signIn is the mode's way to a Metabase session (JWT SSO, or the
+// broker), the rest is shared. Calls go through the route's upstream pool
+// (health checks and balancing apply).
+type metabaseSession struct {
 	client   *metabase.Client
-	secret   []byte
-	groups   map[string]string // IdP group → Metabase group; nil sends them as they are
-	verified bool              // require a verified email
-	now      func() time.Time
+	verified bool // require a verified email
+	signIn   func(ctx context.Context, p *auth.Principal) (metabase.Session, error)
 }
 
 // metabaseUpstreamURL is the base URL of server-side calls to Metabase: the
@@ -38,17 +37,24 @@ func (a *App) metabaseSession(ctx context.Context, mb *config.Metabase, up *upst
 		BaseURL:    metabaseUpstreamURL,
 		HTTPClient: &http.Client{Transport: up, Timeout: metabase.DefaultTimeout},
 	}
+	m := &metabaseSession{verified: !mb.AllowUnverifiedEmail}
 	switch mb.Mode {
 	case "jwt":
 		v, err := a.secrets.Resolve(ctx, mb.JWTSecret.Ref)
 		if err != nil {
 			return nil, fmt.Errorf("jwt_secret: %w", err)
 		}
-		c, err := metabase.New(opts)
-		if err != nil {
+		if m.client, err = metabase.New(opts); err != nil {
 			return nil, err
 		}
-		return &metabaseJWT{client: c, secret: v.Reveal(), groups: mb.Groups, verified: !mb.AllowUnverifiedEmail, now: time.Now}, nil
+		secretKey := v.Reveal()
+		m.signIn = func(ctx context.Context, p *auth.Principal) (metabase.Session, error) {
+			tok, err := metabase.MintSSOToken(metabase.User{Email: p.Email, DisplayName: p.Name, Groups: jwtGroups(p.Groups, mb.Groups)}, secretKey, time.Now())
+			if err != nil {
+				return metabase.Session{}, err
+			}
+			return m.client.SSOSession(ctx, tok)
+		}
 	case "broker":
 		key, err := a.secrets.Resolve(ctx, mb.APIKey.Ref)
 		if err != nil {
@@ -59,35 +65,44 @@ func (a *App) metabaseSession(ctx context.Context, mb *config.Metabase, up *upst
 			return nil, fmt.Errorf("broker_key: %w", err)
 		}
 		opts.APIKey = key
-		c, err := metabase.New(opts)
+		if m.client, err = metabase.New(opts); err != nil {
+			return nil, err
+		}
+		b, err := metabase.NewBroker(metabase.BrokerOptions{Client: m.client, BrokerKey: bk, GroupMap: mb.Groups, Logger: a.log.With("metabase", "broker")})
 		if err != nil {
 			return nil, err
 		}
-		b, err := metabase.NewBroker(metabase.BrokerOptions{Client: c, BrokerKey: bk, GroupMap: mb.Groups, Logger: a.log.With("metabase", "broker")})
-		if err != nil {
-			return nil, err
+		m.signIn = func(ctx context.Context, p *auth.Principal) (metabase.Session, error) {
+			return b.SignIn(ctx, metabase.Identity{Issuer: p.Issuer, Subject: p.Subject, Email: p.Email, Name: p.Name, Groups: p.Groups})
 		}
-		return &metabaseBroker{client: c, broker: b, verified: !mb.AllowUnverifiedEmail}, nil
+	default:
+		return nil, fmt.Errorf("unknown mode %q", mb.Mode)
 	}
-	return nil, fmt.Errorf("unknown mode %q", mb.Mode)
+	return m, nil
+}
+
+// jwtGroups is the groups claim for a user in provider groups: only the
+// mapped ones, renamed, with a map; all of them as they are without. Never
+// nil: an empty claim tells Metabase the user has no groups.
+func jwtGroups(groups []string, mapping map[string]string) []string {
+	out := []string{}
+	for _, g := range groups {
+		if mapping == nil {
+			out = append(out, g)
+		} else if mg, ok := mapping[g]; ok {
+			out = append(out, mg)
+		}
+	}
+	return out
 }
 
 // errUnverifiedEmail: Metabase finds accounts by email, so an email the
 // provider has not verified could take over someone else's account.
 var errUnverifiedEmail = errors.New("metabase: the provider does not say the user's email is verified (metabase.allow_unverified_email)")
 
-// metabaseBroker is auth.AppSession for mode broker: gatehouse keeps the
-// user's Metabase account through the admin API and signs in with a
-// password only it can derive.
-type metabaseBroker struct {
-	client   *metabase.Client
-	broker   *metabase.Broker
-	verified bool // require a verified email
-}
+func (m *metabaseSession) CookieName() string { return metabase.SessionCookie }
 
-func (m *metabaseBroker) CookieName() string { return metabaseSessionCookie }
-
-func (m *metabaseBroker) SignIn(ctx context.Context, p *auth.Principal, client netip.Addr) (string, time.Time, error) {
+func (m *metabaseSession) SignIn(ctx context.Context, p *auth.Principal, client netip.Addr) (string, time.Time, error) {
 	if p.Email == "" {
 		return "", time.Time{}, errors.New("metabase: the user has no email, which Metabase signs users in by")
 	}
@@ -97,69 +112,19 @@ func (m *metabaseBroker) SignIn(ctx context.Context, p *auth.Principal, client n
 	if client.IsValid() {
 		ctx = metabase.WithRequestInfo(ctx, metabase.RequestInfo{ClientIP: client.String()})
 	}
-	s, err := m.broker.SignIn(ctx, metabase.Identity{Issuer: p.Issuer, Subject: p.Subject, Email: p.Email, Name: p.Name, Groups: p.Groups})
+	s, err := m.signIn(ctx, p)
 	if err != nil {
 		return "", time.Time{}, err
 	}
 	return string(s.Key.Reveal()), s.Expires, nil
 }
 
-func (m *metabaseBroker) SignOut(ctx context.Context, key string) error {
+func (m *metabaseSession) SignOut(ctx context.Context, key string) error {
 	return m.client.Logout(ctx, secret.NewValue([]byte(key)))
 }
 
-func (m *metabaseBroker) Owner(ctx context.Context, key string) (string, error) {
-	return metabaseOwner(ctx, m.client, key)
-}
-
-// metabaseSessionCookie is Metabase's session cookie (contract 2.1).
-const metabaseSessionCookie = "metabase.SESSION"
-
-func (m *metabaseJWT) CookieName() string { return metabaseSessionCookie }
-
-func (m *metabaseJWT) SignIn(ctx context.Context, p *auth.Principal, client netip.Addr) (string, time.Time, error) {
-	if p.Email == "" {
-		return "", time.Time{}, errors.New("metabase: the user has no email, which Metabase signs users in by")
-	}
-	if m.verified && !p.EmailVerified {
-		return "", time.Time{}, errUnverifiedEmail
-	}
-	groups := p.Groups
-	if m.groups != nil {
-		groups = []string{}
-		for _, g := range p.Groups {
-			if mg, ok := m.groups[g]; ok {
-				groups = append(groups, mg)
-			}
-		}
-	} else if groups == nil {
-		groups = []string{} // the provider says: no groups
-	}
-	tok, err := metabase.MintSSOToken(metabase.User{Email: p.Email, DisplayName: p.Name, Groups: groups}, m.secret, m.now())
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	if client.IsValid() {
-		ctx = metabase.WithRequestInfo(ctx, metabase.RequestInfo{ClientIP: client.String()})
-	}
-	s, err := m.client.SSOSession(ctx, tok)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	return string(s.Key.Reveal()), s.Expires, nil
-}
-
-func (m *metabaseJWT) SignOut(ctx context.Context, key string) error {
-	return m.client.Logout(ctx, secret.NewValue([]byte(key)))
-}
-
-func (m *metabaseJWT) Owner(ctx context.Context, key string) (string, error) {
-	return metabaseOwner(ctx, m.client, key)
-}
-
-// metabaseOwner returns the email of the user a Metabase session is for.
-func metabaseOwner(ctx context.Context, c *metabase.Client, key string) (string, error) {
-	a, err := c.CurrentUser(ctx, secret.NewValue([]byte(key)))
+func (m *metabaseSession) Owner(ctx context.Context, key string) (string, error) {
+	a, err := m.client.CurrentUser(ctx, secret.NewValue([]byte(key)))
 	if err != nil {
 		return "", err
 	}

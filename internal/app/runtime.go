@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/internal/haproxy"
 	"github.com/gatehouse-proxy/gatehouse/internal/idheader"
 	"github.com/gatehouse-proxy/gatehouse/internal/listener"
+	"github.com/gatehouse-proxy/gatehouse/internal/metabase"
 	"github.com/gatehouse-proxy/gatehouse/internal/proxy"
 	"github.com/gatehouse-proxy/gatehouse/internal/secret"
 	"github.com/gatehouse-proxy/gatehouse/internal/upstream"
@@ -127,7 +128,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 			PassAccessToken:   rc.PassAccessToken,
 		}
 		if mb := rc.Metabase; mb != nil {
-			ro.AppCredentials = []string{"X-Api-Key", "X-Metabase-Session"}
+			ro.AppCredentials = []string{metabase.APIKeyHeader, metabase.SessionHeader}
 			ro.AllowAppCredentials = mb.AllowAPIClients
 			if ro.AppSession, err = a.metabaseSession(ctx, mb, ups[rc.Upstream]); err != nil {
 				return nil, fmt.Errorf("route %s: metabase: %w", rc.Name, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"maps"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/internal/audit"
+	"github.com/gatehouse-proxy/gatehouse/internal/oidc"
 	"github.com/gatehouse-proxy/gatehouse/internal/session"
 )
 
@@ -101,19 +103,19 @@ func (b appBinding) String() string {
 // hash.
 type rejectedKeys struct {
 	mu sync.Mutex // guards m
-	m  map[[32]byte]time.Time
+	m  map[[32]byte]struct{}
 }
 
-func (r *rejectedKeys) add(key string, now time.Time) {
+func (r *rejectedKeys) add(key string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {
-		r.m = map[[32]byte]time.Time{}
+		r.m = map[[32]byte]struct{}{}
 	}
 	if len(r.m) >= maxRejected {
 		clear(r.m) // they are only hints: a refused key is refused again
 	}
-	r.m[sha256.Sum256([]byte(key))] = now
+	r.m[sha256.Sum256([]byte(key))] = struct{}{}
 }
 
 func (r *rejectedKeys) has(key string) bool {
@@ -158,9 +160,9 @@ func (rt *Route) bindApp(ctx context.Context, w http.ResponseWriter, p *Principa
 		// the app's answer (the user deactivated, SSO turned off).
 		return "", errAppRefusedAgain
 	}
-	old := cookieValue(cookieHeader, g.cookie)
+	oldKey := sha256.Sum256([]byte(cookieValue(cookieHeader, g.cookie)))
 	r := g.appFlights.do(s.ID.String()+"\x00"+name, func() *refreshResult {
-		if res, ok := g.replaced.get(sha256.Sum256([]byte(old)), now); ok && res.session != nil {
+		if res, ok := g.replaced.get(oldKey, now); ok && res.session != nil {
 			if nb, ok := parseAppBinding(res.session.Extra[name]); ok && !g.appRejected.has(nb.key) {
 				return res // another request of this browser has just bound it
 			}
@@ -174,13 +176,8 @@ func (rt *Route) bindApp(ctx context.Context, w http.ResponseWriter, p *Principa
 		if err != nil {
 			return &refreshResult{err: err}
 		}
-		ns := *s
-		ns.Extra = make(map[string]string, len(s.Extra)+1)
-		for k, v := range s.Extra {
-			ns.Extra[k] = v
-		}
-		ns.Extra[name] = appBinding{key: key, expires: exp, created: now, retry: refused}.String()
-		value, err := g.save(sctx, &ns, now)
+		ns := withExtra(s, name, appBinding{key: key, expires: exp, created: now, retry: refused}.String())
+		value, err := g.save(sctx, ns, now)
 		if err != nil {
 			go rt.signOutApp(key)
 			return &refreshResult{err: err}
@@ -188,8 +185,8 @@ func (rt *Route) bindApp(ctx context.Context, w http.ResponseWriter, p *Principa
 		if ok {
 			go rt.signOutApp(b.key) // the session it replaces
 		}
-		res := &refreshResult{session: &ns, value: value}
-		g.replaced.put(sha256.Sum256([]byte(old)), res, now)
+		res := &refreshResult{session: ns, value: value}
+		g.replaced.put(oldKey, res, now)
 		return res
 	})
 	if r.err != nil {
@@ -241,7 +238,6 @@ func (g *Gate) endDeadAppSessions(value string) {
 	if err != nil {
 		return
 	}
-	now := g.opts.Now()
 	for k, v := range s.Extra {
 		route, ok := strings.CutPrefix(k, extraAppPrefix)
 		if !ok {
@@ -252,9 +248,37 @@ func (g *Gate) endDeadAppSessions(value string) {
 		if !ok || rt == nil || g.appEnded.has(b.key) {
 			continue
 		}
-		g.appEnded.add(b.key, now)
+		g.appEnded.add(b.key)
 		go rt.signOutApp(b.key)
 	}
+}
+
+// appReturnTo is where to send a browser the app sent to sign in (its
+// login page, or gatehouse's endpoint for app-initiated sign-ins): raw if
+// oidc.ReturnTo accepts it for this origin and it is not one of the app's
+// sign-in pages (/auth/...) or gatehouse's, else the origin's root.
+func (g *Gate) appReturnTo(host, raw string) string {
+	origin := g.originOf(host)
+	u, err := oidc.ReturnTo(raw, origin, nil)
+	if err != nil {
+		return origin + "/"
+	}
+	if p := strings.TrimPrefix(u, origin); strings.HasPrefix(p, "/auth/") || strings.HasPrefix(p, "/.gatehouse/") {
+		return origin + "/"
+	}
+	return u
+}
+
+// withExtra returns a copy of s with Extra[k] = v; s is not modified
+// (sessions are shared by the requests that opened them).
+func withExtra(s *session.Session, k, v string) *session.Session {
+	ns := *s
+	ns.Extra = maps.Clone(s.Extra)
+	if ns.Extra == nil {
+		ns.Extra = map[string]string{}
+	}
+	ns.Extra[k] = v
+	return &ns
 }
 
 // keepAppBindings copies the app bindings of old into ns's Extra.
@@ -322,7 +346,7 @@ func (rt *Route) CheckResponse(resp *http.Response) {
 		return
 	}
 	if resp.StatusCode == http.StatusUnauthorized {
-		rt.g.appRejected.add(ar.key, rt.g.opts.Now())
+		rt.g.appRejected.add(ar.key)
 	}
 	if issued != nil && issued.Value != ar.key {
 		rt.captureApp(resp, ar, issued)
@@ -352,19 +376,13 @@ func (rt *Route) captureApp(resp *http.Response, ar *appRequest, c *http.Cookie)
 	if exp.IsZero() {
 		exp = now.Add(appDefaultLifetime)
 	}
-	s := ar.p.session
-	ns := *s
-	ns.Extra = make(map[string]string, len(s.Extra)+1)
-	for k, v := range s.Extra {
-		ns.Extra[k] = v
-	}
-	ns.Extra[extraAppPrefix+rt.opts.Name] = appBinding{key: c.Value, expires: exp, created: now}.String()
-	value, err := g.save(ctx, &ns, now)
+	ns := withExtra(ar.p.session, extraAppPrefix+rt.opts.Name, appBinding{key: c.Value, expires: exp, created: now}.String())
+	value, err := g.save(ctx, ns, now)
 	if err != nil {
 		g.opts.Log.Error("binding the session the app issued failed", "route", rt.opts.Name, "err", err)
 		return
 	}
-	g.replaced.put(sha256.Sum256([]byte(ar.cookie)), &refreshResult{session: &ns, value: value}, now)
+	g.replaced.put(sha256.Sum256([]byte(ar.cookie)), &refreshResult{session: ns, value: value}, now)
 	resp.Header.Add("Set-Cookie", g.sessionCookie(value).String())
 	go rt.signOutApp(ar.key)
 }
@@ -384,14 +402,8 @@ func (rt *Route) admitApp(w http.ResponseWriter, r *http.Request, p *Principal, 
 		return nil
 	}
 	if r.Method == http.MethodGet && path == "/auth/login" {
-		origin := rt.g.originOf(r.Host)
-		target := origin + "/"
-		if rd := r.URL.Query().Get("redirect"); strings.HasPrefix(rd, "/") && !strings.HasPrefix(rd, "//") &&
-			!strings.HasPrefix(rd, "/auth/login") && !strings.ContainsAny(rd, "\\\r\n") {
-			target = origin + rd
-		}
 		rec.Decision, rec.Reason = audit.DecisionRedirect, ReasonAppLogin
-		http.Redirect(w, r, target, http.StatusFound) //nolint:gosec // G710: this origin plus a relative path checked above
+		http.Redirect(w, r, rt.g.appReturnTo(r.Host, r.URL.Query().Get("redirect")), http.StatusFound) //nolint:gosec // G710: oidc.ReturnTo keeps it on this origin
 		return nil
 	}
 	r.Header["Cookie"] = []string{setAppCookie(strings.Join(r.Header["Cookie"], "; "), rt.opts.AppSession.CookieName(), key)}

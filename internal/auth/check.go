@@ -90,7 +90,6 @@ type Principal struct {
 	SessionRef            string    // audit reference of the session or token
 	CreatedAt, ExpiresAt  time.Time // the session's (or token's) times
 	session               *session.Session
-	cacheKey              string // assertion cache key
 	accessToken           string // for PassAccessToken routes
 }
 
@@ -206,7 +205,6 @@ func bearerPrincipal(c *token.Claims) *Principal {
 	p.EmailVerified, _ = c.Raw["email_verified"].(bool)
 	p.Username, _ = c.Raw["preferred_username"].(string)
 	p.Name, _ = c.Raw["name"].(string)
-	p.cacheKey = c.Ref
 	p.SessionRef = c.Ref
 	return p
 }
@@ -236,7 +234,6 @@ func sessionPrincipal(s *session.Session) *Principal {
 		session:       s,
 		accessToken:   s.Extra[extraAccessToken],
 	}
-	p.cacheKey = p.SessionRef
 	for k, v := range s.Extra {
 		name, ok := strings.CutPrefix(k, extraClaimPrefix)
 		if !ok {

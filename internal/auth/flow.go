@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -148,7 +149,7 @@ func (g *Gate) serveLogin(w http.ResponseWriter, r *http.Request, host string) {
 		choice = names[0]
 	}
 	if choice != "" {
-		if !contains(names, choice) {
+		if !slices.Contains(names, choice) {
 			g.writeError(w, r, http.StatusBadRequest, "That sign-in option is not available here.", ReasonProviderNotAllowed)
 			return
 		}
@@ -298,13 +299,4 @@ func base64URL(s string) bool {
 		}
 	}
 	return true
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

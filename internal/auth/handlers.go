@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,7 +80,7 @@ func (g *Gate) ServeInternal(w http.ResponseWriter, r *http.Request, host, path 
 }
 
 func (g *Gate) allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) bool {
-	if contains(methods, r.Method) {
+	if slices.Contains(methods, r.Method) {
 		return true
 	}
 	w.Header().Set("Allow", strings.Join(methods, ", "))
@@ -352,13 +353,8 @@ func (rt *Route) Admit(w http.ResponseWriter, r *http.Request, host, path string
 // needed.
 func (g *Gate) serveAppSSO(w http.ResponseWriter, r *http.Request, host string) {
 	rec := recordOf(r.Context())
-	target := "/"
-	if rt := r.URL.Query().Get("return_to"); strings.HasPrefix(rt, "/") && !strings.HasPrefix(rt, "//") &&
-		!strings.ContainsAny(rt, "\\\r\n") && !strings.HasPrefix(rt, "/auth/") && !strings.HasPrefix(rt, "/.gatehouse/") {
-		target = rt
-	}
 	rec.Decision, rec.Reason = audit.DecisionRedirect, ReasonAppLogin
-	http.Redirect(w, r, g.originOf(host)+target, http.StatusFound) //nolint:gosec // G710: this origin plus a relative path checked above
+	http.Redirect(w, r, g.appReturnTo(host, r.URL.Query().Get("return_to")), http.StatusFound) //nolint:gosec // G710: oidc.ReturnTo keeps it on this origin
 }
 
 // dropCookie removes the cookie called name from h's Cookie header.

@@ -31,9 +31,8 @@ func (rt *Route) identityHeaders(p *Principal, host string) []Header {
 	}
 	out = append(out, Header{h.Groups, joinGroups(p.Groups)})
 	if g.opts.Signer != nil {
-		aud := g.opts.PublicURL.Scheme + "://" + host
 		ident := assertion.Identity{Issuer: p.Issuer, Subject: p.Subject, Email: p.Email, Groups: p.Groups}
-		if a, _, err := g.opts.Signer.Get(p.cacheKey, ident, aud); err == nil {
+		if a, _, err := g.opts.Signer.Get(p.SessionRef, ident, g.originOf(host)); err == nil {
 			out = append(out, Header{h.Assertion, a})
 		} else {
 			g.opts.Log.Error("minting the identity assertion failed", "route", rt.opts.Name, "err", err)

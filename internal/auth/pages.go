@@ -56,13 +56,21 @@ var pageTitles = map[string]string{
 	"loggedout": "Signed out", "me": "Signed in",
 }
 
+// pageSets holds, for each page, the layout with its "body" bound to that
+// page, built once: serving a page (a 403 under load) clones nothing.
+var pageSets = func() map[string]*template.Template {
+	m := make(map[string]*template.Template, len(pageTitles))
+	for name := range pageTitles {
+		t := template.Must(pages.Clone())
+		m[name] = template.Must(t.New("body").Parse(`{{template "` + name + `" .}}`))
+	}
+	return m
+}()
+
 // writePage renders one of the pages in the common layout.
 func (g *Gate) writePage(w http.ResponseWriter, r *http.Request, status int, name string, data any) {
-	t, err := pages.Clone()
-	if err == nil {
-		_, err = t.New("body").Parse(`{{template "` + name + `" .}}`)
-	}
-	if err != nil { // not reached: the templates are fixed
+	t, ok := pageSets[name]
+	if !ok { // not reached: the page names are fixed
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}

@@ -108,12 +108,7 @@ func (g *Gate) doRefresh(ctx context.Context, s *session.Session, now time.Time)
 		// at the next request.
 		ns.ID = session.NewID()
 		revokeOld = true
-		for k := range ns.Extra {
-			if strings.HasPrefix(k, extraAppPrefix) {
-				ns.Extra = maps.Clone(ns.Extra)
-				break
-			}
-		}
+		ns.Extra = maps.Clone(ns.Extra) // s's may be shared
 		maps.DeleteFunc(ns.Extra, func(k, _ string) bool { return strings.HasPrefix(k, extraAppPrefix) })
 		g.endAppSessions(s)
 	} else if id.Claims != nil {

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/internal/audit"
 	"github.com/gatehouse-proxy/gatehouse/internal/auth"
 	"github.com/gatehouse-proxy/gatehouse/internal/idheader"
+	"github.com/gatehouse-proxy/gatehouse/internal/listener"
 	"github.com/gatehouse-proxy/gatehouse/internal/spop"
 )
 
@@ -242,7 +242,7 @@ type conn struct {
 func (a *Agent) serveConn(c net.Conn) {
 	defer a.untrack(c)
 	defer c.Close()
-	if peer := peerAddr(c); !a.opts.Trusted(peer) {
+	if peer := listener.AddrOf(c.RemoteAddr()); !a.opts.Trusted(peer) {
 		a.opts.Log.Warn("SPOE agent refused a connection from an untrusted peer", "peer", peer)
 		return
 	}
@@ -263,7 +263,7 @@ func (a *Agent) serveConn(c net.Conn) {
 	hs, reply, err := spop.Negotiate(&f, a.opts.MaxFrameSize)
 	if werr := cn.w.WriteFrame(&reply); werr != nil || err != nil {
 		if err != nil {
-			a.opts.Log.Warn("SPOE handshake refused", "peer", peerAddr(c), "err", err)
+			a.opts.Log.Warn("SPOE handshake refused", "peer", listener.AddrOf(c.RemoteAddr()), "err", err)
 		}
 		return
 	}
@@ -350,7 +350,7 @@ func (cn *conn) fail(err error, doing string) {
 		cn.w.WriteFrame(&d)
 		return
 	}
-	cn.a.opts.Log.Warn("SPOE protocol error", "peer", peerAddr(cn.c), "while", doing, "err", err)
+	cn.a.opts.Log.Warn("SPOE protocol error", "peer", listener.AddrOf(cn.c.RemoteAddr()), "while", doing, "err", err)
 	d := spop.AgentDisconnect(spop.StatusOf(err), err.Error())
 	cn.w.WriteFrame(&d)
 }
@@ -524,19 +524,4 @@ func frameBuffered(br *bufio.Reader) bool {
 	}
 	b, _ := br.Peek(4)
 	return int64(br.Buffered()) >= 4+int64(binary.BigEndian.Uint32(b))
-}
-
-func peerAddr(c net.Conn) netip.Addr {
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
-}
-
-// String describes a verdict for logs and tests.
-func (v *Verdict) String() string {
-	if v.Allow {
-		return "allow"
-	}
-	return "deny " + strconv.Itoa(v.Status) + " " + v.Reason
 }

@@ -111,9 +111,7 @@ func (fa *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	v := decide(r.Context(), fa.opts.Route, q, rec, false)
 	if v.Path != "" && v.Allow {
 		// Canonical but not as sent: refuse (see ReasonNotCanonical).
-		v = &Verdict{Status: http.StatusBadRequest, Reason: ReasonNotCanonical}
-		rec.AuthMethod, rec.Issuer, rec.Subject, rec.Email, rec.Groups, rec.Rule = "", "", "", "", nil, ""
-		rec.Reason = ReasonNotCanonical
+		v = v.overrule(rec, http.StatusBadRequest, ReasonNotCanonical)
 	}
 	for _, c := range v.SetCookies {
 		http.SetCookie(w, c)

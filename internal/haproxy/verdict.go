@@ -4,11 +4,11 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
-	"strings"
 
 	"github.com/gatehouse-proxy/gatehouse/internal/audit"
 	"github.com/gatehouse-proxy/gatehouse/internal/auth"
 	"github.com/gatehouse-proxy/gatehouse/internal/canon"
+	"github.com/gatehouse-proxy/gatehouse/internal/proxy"
 )
 
 // Reasons decided here, before the route's check; the proxy records the
@@ -104,27 +104,27 @@ func decide(ctx context.Context, route Router, q *Query, rec *audit.Record, noWa
 	if err != nil {
 		rec.Host = truncate(q.Host, 256)
 		rec.Path = truncate(q.Path, 256)
-		return v.refuse(rec, http.StatusBadRequest, ReasonBadHost)
+		return v.refuse(rec, http.StatusBadRequest, proxy.ReasonBadHost)
 	}
 	rec.Host = host
 	path, err := canon.Path(q.Path)
 	if err != nil {
 		rec.Path = truncate(q.Path, 256)
-		return v.refuse(rec, http.StatusBadRequest, ReasonBadPath)
+		return v.refuse(rec, http.StatusBadRequest, proxy.ReasonBadPath)
 	}
 	rec.Path = path
 	if path != q.Path {
 		v.Path = path
 	}
 	if q.Method == http.MethodTrace || q.Method == http.MethodConnect {
-		return v.refuse(rec, http.StatusMethodNotAllowed, ReasonMethod)
+		return v.refuse(rec, http.StatusMethodNotAllowed, proxy.ReasonMethod)
 	}
-	if path == "/.gatehouse" || strings.HasPrefix(path, "/.gatehouse/") || strings.HasPrefix(path, "/.well-known/gatehouse/") {
+	if proxy.IsInternalPath(path) {
 		return v.refuse(rec, http.StatusNotFound, ReasonEndpoint)
 	}
 	rt := route(host, path)
 	if rt == nil {
-		return v.refuse(rec, http.StatusNotFound, ReasonNoRoute)
+		return v.refuse(rec, http.StatusNotFound, proxy.ReasonNoRoute)
 	}
 	rec.Route = rt.Name()
 	v.Gate = rt.Gate()
@@ -176,6 +176,13 @@ func decide(ctx context.Context, route Router, q *Query, rec *audit.Record, noWa
 		rec.Decision = audit.DecisionError
 	}
 	return v
+}
+
+// overrule turns a verdict into a refusal after the check ran: the
+// identity it found no longer applies, but cookies it set still go out.
+func (v *Verdict) overrule(rec *audit.Record, status int, reason string) *Verdict {
+	rec.AuthMethod, rec.Issuer, rec.Subject, rec.Email, rec.Groups, rec.Rule = "", "", "", "", nil, ""
+	return (&Verdict{SetCookies: v.SetCookies, Gate: v.Gate}).refuse(rec, status, reason)
 }
 
 func (v *Verdict) refuse(rec *audit.Record, status int, reason string) *Verdict {

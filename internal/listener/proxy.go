@@ -64,7 +64,7 @@ func WrapProxy(ln net.Listener, mode ProxyMode, trust Trust, headerTimeout time.
 		Listener:          ln,
 		ReadHeaderTimeout: headerTimeout,
 		ConnPolicy: func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
-			peer := addrOf(o.Upstream)
+			peer := AddrOf(o.Upstream)
 			if trust.Contains(peer) {
 				if mode == ProxyRequired {
 					return proxyproto.REQUIRE, nil
@@ -136,9 +136,9 @@ func ConnOf(r *http.Request) Conn {
 		c = tc.NetConn()
 	}
 	if pc, ok := c.(*proxyproto.Conn); ok {
-		peer := addrOf(pc.Raw().RemoteAddr())
+		peer := AddrOf(pc.Raw().RemoteAddr())
 		if h := pc.ProxyHeader(); h != nil && !h.Command.IsLocal() {
-			if client := addrOf(h.SourceAddr); client.IsValid() {
+			if client := AddrOf(h.SourceAddr); client.IsValid() {
 				ci.once.Do(func() { ci.tls = proxiedTLS(h) })
 				return Conn{Peer: peer, Client: client, Proxied: true, TLS: ci.tls}
 			}
@@ -147,7 +147,7 @@ func ConnOf(r *http.Request) Conn {
 	}
 	var a netip.Addr
 	if c != nil {
-		a = addrOf(c.RemoteAddr())
+		a = AddrOf(c.RemoteAddr())
 	} else if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		a = ap.Addr().Unmap()
 	}
@@ -191,7 +191,9 @@ func printable(b []byte, max int) string {
 	return string(b)
 }
 
-func addrOf(a net.Addr) netip.Addr {
+// AddrOf returns the IP address of a, unmapped and without zone; the
+// zero Addr when a has none.
+func AddrOf(a net.Addr) netip.Addr {
 	switch v := a.(type) {
 	case *net.TCPAddr:
 		ip, _ := netip.AddrFromSlice(v.IP)

@@ -28,12 +28,13 @@ const (
 	maxBody = 1 << 20
 )
 
-// Names Metabase uses (contract 2.1).
+// Names Metabase uses (contract 2.1): its session cookie, device cookie,
+// session header and API key header.
 const (
-	sessionCookie = "metabase.SESSION"
+	SessionCookie = "metabase.SESSION"
 	deviceCookie  = "metabase.DEVICE"
-	sessionHeader = "X-Metabase-Session"
-	apiKeyHeader  = "X-Api-Key" //nolint:gosec // G101: a header name, not a credential
+	SessionHeader = "X-Metabase-Session"
+	APIKeyHeader  = "X-Api-Key" //nolint:gosec // G101: a header name, not a credential
 )
 
 // Options configure a Client.
@@ -185,9 +186,9 @@ func (c *Client) do(ctx context.Context, cl call) (*response, error) {
 	}
 	switch cl.auth {
 	case authAPIKey:
-		req.Header.Set(apiKeyHeader, key)
+		req.Header.Set(APIKeyHeader, key)
 	case authSession:
-		req.Header.Set(sessionHeader, cl.session)
+		req.Header.Set(SessionHeader, cl.session)
 	}
 	if info, ok := ctx.Value(requestInfoKey{}).(RequestInfo); ok {
 		if info.ClientIP != "" {

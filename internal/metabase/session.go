@@ -38,7 +38,7 @@ func (c *Client) session(key string, r *response) Session {
 	s := Session{Key: secret.NewValue([]byte(key)), Created: now, Expires: now.Add(c.maxAge)}
 	for _, ck := range r.cookies {
 		switch ck.Name {
-		case sessionCookie:
+		case SessionCookie:
 			switch {
 			case ck.MaxAge > 0:
 				s.Expires = now.Add(time.Duration(ck.MaxAge) * time.Second)
@@ -101,7 +101,7 @@ func (c *Client) SSOSession(ctx context.Context, jwt string) (Session, error) {
 	switch r.status {
 	case http.StatusFound:
 		for _, ck := range r.cookies {
-			if ck.Name == sessionCookie && uuidRE.MatchString(ck.Value) && ck.MaxAge >= 0 {
+			if ck.Name == SessionCookie && uuidRE.MatchString(ck.Value) && ck.MaxAge >= 0 {
 				return deviceFrom(ctx, c.session(ck.Value, r)), nil
 			}
 		}

@@ -26,9 +26,10 @@ type Metrics struct {
 
 	mu     sync.RWMutex // guards cache
 	cache  map[reqKey]prometheus.Counter
-	hmu    sync.RWMutex // guards hcache, scache
+	hmu    sync.RWMutex // guards hcache
 	hcache map[[2]string]prometheus.Observer
-	scache map[string]prometheus.Observer // SPOE verdicts by decision
+
+	spoeByDecision map[string]prometheus.Observer // read-only after New
 }
 
 type reqKey struct {
@@ -70,7 +71,10 @@ func New() *Metrics {
 		}, []string{"decision"}),
 		cache:  map[reqKey]prometheus.Counter{},
 		hcache: map[[2]string]prometheus.Observer{},
-		scache: map[string]prometheus.Observer{},
+	}
+	m.spoeByDecision = map[string]prometheus.Observer{}
+	for _, d := range []string{"allow", "deny", "redirect", "error"} {
+		m.spoeByDecision[d] = m.spoeVerdicts.WithLabelValues(d)
 	}
 	reg.MustRegister(m.requests, m.upstreamLatency, m.inFlight, m.reloads, m.configLoaded, m.spoeVerdicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -93,17 +97,12 @@ func (m *Metrics) Request(route string, status int, decision string) {
 	c.Inc()
 }
 
-// SPOEVerdict records one verdict of the SPOE agent. The labelled
-// observer is cached, as Request's counters are.
+// SPOEVerdict records one verdict of the SPOE agent. The observers of the
+// four decisions are made once, in New.
 func (m *Metrics) SPOEVerdict(decision string, d time.Duration) {
-	m.hmu.RLock()
-	o, ok := m.scache[decision]
-	m.hmu.RUnlock()
+	o, ok := m.spoeByDecision[decision]
 	if !ok {
 		o = m.spoeVerdicts.WithLabelValues(decision)
-		m.hmu.Lock()
-		m.scache[decision] = o
-		m.hmu.Unlock()
 	}
 	o.Observe(d.Seconds())
 }

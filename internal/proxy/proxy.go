@@ -251,15 +251,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	upgrade := r.Header.Get("Upgrade")
-	if upgrade != "" && !isWebSocket(r) {
+	if upgrade != "" && (!isWebSocket(r) || IsInternalPath(path)) {
 		h.deny(w, r, http.StatusBadRequest, ReasonUpgrade)
 		return
 	}
-	if upgrade != "" && (path == "/.gatehouse" || strings.HasPrefix(path, "/.gatehouse/")) {
-		h.deny(w, r, http.StatusBadRequest, ReasonUpgrade)
-		return
-	}
-	if path == "/.gatehouse" || strings.HasPrefix(path, "/.gatehouse/") || strings.HasPrefix(path, "/.well-known/gatehouse/") {
+	if IsInternalPath(path) {
 		h.serveInternal(w, r, host, path)
 		return
 	}
@@ -349,6 +345,12 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest, rt *Route) {
 			delete(out.Header, name)
 		}
 	}
+}
+
+// IsInternalPath reports whether a canonical path is one of gatehouse's own
+// (/.gatehouse/..., /.well-known/gatehouse/...), which no route serves.
+func IsInternalPath(path string) bool {
+	return path == "/.gatehouse" || strings.HasPrefix(path, "/.gatehouse/") || strings.HasPrefix(path, "/.well-known/gatehouse/")
 }
 
 // setForwarded replaces the inbound X-Forwarded-For, -Proto and -Host with

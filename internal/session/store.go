@@ -230,18 +230,25 @@ func NewCookieStore(opts CookieOptions) (*CookieStore, error) {
 // for cleaning up what an ended session held (the app sessions bound to
 // it), never to authorize a request.
 func (c *CookieStore) Open(value string) (*Session, error) {
+	s, _, err := c.open(value)
+	return s, err
+}
+
+// open returns the session sealed in value, from the opened-session cache
+// when it is there (cached), else unsealed and decoded.
+func (c *CookieStore) open(value string) (s *Session, cached bool, err error) {
 	if s := c.opened.get(value); s != nil {
-		return s, nil
+		return s, true, nil
 	}
 	plaintext, err := c.codec.Open(c.purpose, value)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	s := new(Session)
+	s = new(Session)
 	if err := s.UnmarshalBinary(plaintext); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return s, nil
+	return s, false, nil
 }
 
 // NeverWaits reports that the store's methods do no I/O (the session is
@@ -254,16 +261,11 @@ func (c *CookieStore) NeverWaits() bool { return true }
 // error ([ErrMalformed], [ErrUnknownKey], [ErrTampered]), [ErrEncoding],
 // [ErrInvalid], [ErrExpired], [ErrIdle] or [ErrRevoked].
 func (c *CookieStore) Load(_ context.Context, value string, now time.Time) (*Session, error) {
-	s := c.opened.get(value)
-	if s == nil {
-		plaintext, err := c.codec.Open(c.purpose, value)
-		if err != nil {
-			return nil, err
-		}
-		s = new(Session)
-		if err := s.UnmarshalBinary(plaintext); err != nil {
-			return nil, err
-		}
+	s, cached, err := c.open(value)
+	if err != nil {
+		return nil, err
+	}
+	if !cached {
 		// Save fills LastSeen and AbsoluteExpiry, so a sealed session has
 		// them.
 		if s.check() != nil || s.LastSeen.IsZero() || s.AbsoluteExpiry.IsZero() {

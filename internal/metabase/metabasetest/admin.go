@@ -147,17 +147,8 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, _ *user) {
 
 // getUser serves GET /api/user/:id: self or admin (3.3).
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request, caller *user) {
-	id, ok := pathID(w, r)
+	u, ok := s.userFromPath(w, r, caller)
 	if !ok {
-		return
-	}
-	if id != caller.id && !s.isSuperuserLocked(caller.id) {
-		writeText(w, http.StatusForbidden, msgForbidden)
-		return
-	}
-	u, ok := s.users[id]
-	if !ok || u.apiKey {
-		writeText(w, http.StatusNotFound, "Not found.")
 		return
 	}
 	writeJSON(w, http.StatusOK, s.userJSONLocked(u, true))
@@ -168,20 +159,15 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request, caller *user) {
 // is_superuser and the list must agree on Administrators; names of SSO users
 // cannot change. Group changes need an admin and are ignored otherwise.
 func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, caller *user) {
-	id, ok := pathID(w, r)
+	u, ok := s.userFromPath(w, r, caller)
 	if !ok {
 		return
 	}
-	isAdmin := s.isSuperuserLocked(caller.id)
-	if id != caller.id && !isAdmin {
-		writeText(w, http.StatusForbidden, msgForbidden)
-		return
-	}
-	u, ok := s.users[id]
-	if !ok || !u.active || u.apiKey {
+	if !u.active {
 		writeText(w, http.StatusNotFound, "Not found.")
 		return
 	}
+	isAdmin := s.isSuperuserLocked(caller.id)
 	var body struct {
 		Email           *string         `json:"email"`
 		FirstName       *string         `json:"first_name"`
@@ -267,20 +253,11 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, caller *user
 // setPassword serves PUT /api/user/:id/password (3.3): deletes all the
 // user's sessions, and returns a new one only when the caller is the user.
 func (s *Server) setPassword(w http.ResponseWriter, r *http.Request, caller *user) {
-	id, ok := pathID(w, r)
+	u, ok := s.userFromPath(w, r, caller)
 	if !ok {
 		return
 	}
 	isAdmin := s.isSuperuserLocked(caller.id)
-	if id != caller.id && !isAdmin {
-		writeText(w, http.StatusForbidden, msgForbidden)
-		return
-	}
-	u, ok := s.users[id]
-	if !ok || u.apiKey {
-		writeText(w, http.StatusNotFound, "Not found.")
-		return
-	}
 	var body struct {
 		Password    string `json:"password"`
 		OldPassword string `json:"old_password"`
@@ -306,13 +283,8 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request, caller *use
 
 // deactivateUser serves DELETE /api/user/:id; sessions are revoked (2.3).
 func (s *Server) deactivateUser(w http.ResponseWriter, r *http.Request, _ *user) {
-	id, ok := pathID(w, r)
+	u, ok := s.userFromPath(w, r, nil)
 	if !ok {
-		return
-	}
-	u, ok := s.users[id]
-	if !ok || u.apiKey {
-		writeText(w, http.StatusNotFound, "Not found.")
 		return
 	}
 	u.active = false
@@ -323,13 +295,8 @@ func (s *Server) deactivateUser(w http.ResponseWriter, r *http.Request, _ *user)
 // reactivateUser serves PUT /api/user/:id/reactivate: 400 if active, and
 // is_superuser is reset to false (3.3).
 func (s *Server) reactivateUser(w http.ResponseWriter, r *http.Request, _ *user) {
-	id, ok := pathID(w, r)
+	u, ok := s.userFromPath(w, r, nil)
 	if !ok {
-		return
-	}
-	u, ok := s.users[id]
-	if !ok || u.apiKey {
-		writeText(w, http.StatusNotFound, "Not found.")
 		return
 	}
 	if u.active {
@@ -391,6 +358,27 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, _ *user) {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.groupJSONLocked(s.addGroupLocked(name)))
+}
+
+// userFromPath returns the user the path's :id names (never an API key's
+// hidden user), or answers 404. With a caller, one who is neither that user
+// nor an admin gets 403 first (the self-or-admin endpoints; the admin-only
+// ones are guarded by their route).
+func (s *Server) userFromPath(w http.ResponseWriter, r *http.Request, caller *user) (*user, bool) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return nil, false
+	}
+	if caller != nil && id != caller.id && !s.isSuperuserLocked(caller.id) {
+		writeText(w, http.StatusForbidden, msgForbidden)
+		return nil, false
+	}
+	u, ok := s.users[id]
+	if !ok || u.apiKey {
+		writeText(w, http.StatusNotFound, "Not found.")
+		return nil, false
+	}
+	return u, true
 }
 
 func (s *Server) groupFromPath(w http.ResponseWriter, r *http.Request) (*group, bool) {
