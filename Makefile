@@ -23,8 +23,10 @@ race:
 fmt:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# vet covers the e2e suites and tools/dex, a module of its own.
 vet:
-	$(GO) vet ./...
+	$(GO) vet -tags e2e ./...
+	cd tools/dex && $(GO) vet ./...
 
 $(GOLANGCI):
 	$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VER)

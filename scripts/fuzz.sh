@@ -10,8 +10,12 @@ set -uo pipefail
 FUZZTIME="${FUZZTIME:-20s}"
 GO="${GO:-go}"
 status=0
-for pkg in $($GO list ./...); do
-  for f in $($GO test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+targets=0
+pkgs=$($GO list ./...) || { echo "FAIL: go list"; exit 1; }
+for pkg in $pkgs; do
+  list=$($GO test -list '^Fuzz' "$pkg") || { echo "$list"; echo "FAIL: listing the fuzz targets of $pkg"; status=1; continue; }
+  for f in $(grep '^Fuzz' <<<"$list" || true); do
+    targets=$((targets + 1))
     for attempt in 1 2; do
       echo "fuzz $pkg $f (attempt $attempt)"
       out=$($GO test -run '^$' -fuzz "^$f\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1)
@@ -32,4 +36,9 @@ for pkg in $($GO list ./...); do
     done
   done
 done
+if [ $targets -eq 0 ]; then
+  echo "FAIL: no fuzz targets found"
+  exit 1
+fi
+echo "fuzz: $targets targets"
 exit $status

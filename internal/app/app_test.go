@@ -647,7 +647,11 @@ routes:
 }
 
 // waitFor polls cond every 10ms until it holds or d passes.
-func waitFor(d time.Duration, cond func() bool) bool {
+func waitFor(d time.Duration, cond func() bool) bool { return waitEvery(d, 10*time.Millisecond, cond) }
+
+// waitEvery is waitFor checking cond every interval, for conditions that
+// cost a request to an outside program.
+func waitEvery(d, interval time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for {
 		if cond() {
@@ -656,7 +660,7 @@ func waitFor(d time.Duration, cond func() bool) bool {
 		if time.Now().After(deadline) {
 			return false
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }
 

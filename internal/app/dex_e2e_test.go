@@ -226,20 +226,6 @@ func (g *dexGatehouse) dexShowsLoginForm(t *testing.T, c *http.Client, authURL s
 	return false
 }
 
-// pollUntil polls cond every 200 ms until it holds or d passes.
-func pollUntil(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // copyCookies returns a new browser (see browser) whose jar holds the named
 // cookies of from's jar for u.
 func copyCookies(t *testing.T, from *http.Client, u string, names ...string) *http.Client {
@@ -513,7 +499,7 @@ func TestDexBackchannelLogoutRevokesLiveSession(t *testing.T) {
 	}
 
 	start := time.Now()
-	if !pollUntil(backchannelWait, func() bool { return g.withCookie(t, "/", sessA) == http.StatusFound }) {
+	if !waitEvery(backchannelWait, 200*time.Millisecond, func() bool { return g.withCookie(t, "/", sessA) == http.StatusFound }) {
 		t.Fatalf("session A still valid %v after logging out at Dex: no back-channel logout", backchannelWait)
 	}
 	t.Logf("back-channel logout took effect after %v", time.Since(start).Round(time.Millisecond))
@@ -569,7 +555,7 @@ func TestDexKeyRotationMidSession(t *testing.T) {
 
 	start := time.Now()
 	var kid1 string
-	if !pollUntil(rotationWait, func() bool { kid1 = dexCurrentKID(t, g.dex.Issuer); return kid1 != kid0 }) {
+	if !waitEvery(rotationWait, 200*time.Millisecond, func() bool { kid1 = dexCurrentKID(t, g.dex.Issuer); return kid1 != kid0 }) {
 		t.Fatalf("Dex did not rotate its signing key within %v (kid %s)", rotationWait, kid0)
 	}
 	t.Logf("Dex rotated %s -> %s after %v", kid0, kid1, time.Since(start).Round(time.Second))

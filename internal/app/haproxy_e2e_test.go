@@ -356,6 +356,10 @@ var forged = http.Header{
 // checkNoForgery checks that none of the forged values reached the app.
 func checkNoForgery(t *testing.T, e echoed) {
 	t.Helper()
+	// Both shipped configs set it from the TLS connection.
+	if v := e.Header.Values("X-Forwarded-Proto"); len(v) != 1 || v[0] != "https" {
+		t.Errorf("the app's X-Forwarded-Proto = %q, want [https] (the client sent http)", v)
+	}
 	if a := e.Header.Get("Authorization"); a != "" {
 		t.Errorf("the client's Authorization reached the app on a route that does not pass it: %.12s...", a)
 	}
@@ -785,7 +789,9 @@ func TestHAProxySPOEPipelinedLoad(t *testing.T) {
 		}
 	}
 	t.Logf("HAProxy logged %d SPOE events for %d requests, %d bad", events, total, bad)
-	if events == 0 {
-		t.Error("HAProxy logged no SPOE event lines (log global in spoe-gatehouse.conf)")
+	// HAProxy may drop a few log lines to stdout under load (25 of 20,000
+	// seen once), never most of them.
+	if events < total*99/100 {
+		t.Errorf("HAProxy logged %d SPOE event lines for %d requests (log global in spoe-gatehouse.conf)", events, total)
 	}
 }

@@ -123,18 +123,6 @@ func metabaseGroups(t *testing.T, mb *metabasetest.Server, email string) []strin
 	return u.GroupNames
 }
 
-// noMetabaseCookie fails the test if c's jar holds metabase.SESSION for
-// origin: gatehouse never lets the browser hold the bound session.
-func noMetabaseCookie(t *testing.T, c *http.Client, origin string) {
-	t.Helper()
-	u, _ := url.Parse(origin)
-	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == metabasetest.SessionCookie {
-			t.Errorf("the browser holds Metabase's session cookie %s", metabasetest.SessionCookie)
-		}
-	}
-}
-
 // metabaseLogout POSTs gatehouse's logout from the same origin and returns
 // the response (303, to Dex's end-session endpoint when Dex has sessions).
 func (g *dexGatehouse) metabaseLogout(t *testing.T, c *http.Client) *http.Response {
@@ -273,7 +261,7 @@ func TestMetabaseDexGroupChangeFollowsRefresh(t *testing.T) {
 				if out != "" && slices.Contains(gs, out) {
 					t.Errorf("bob's Metabase groups after the change to %v: %v, want not %s", groups, gs, out)
 				}
-				if !pollUntil(metabaseDexWait, func() bool { return !slices.Contains(mb.Sessions("bob@example.test"), old[0]) }) {
+				if !waitEvery(metabaseDexWait, 200*time.Millisecond, func() bool { return !slices.Contains(mb.Sessions("bob@example.test"), old[0]) }) {
 					t.Errorf("the Metabase session opened with the old groups is still alive %v after the change to %v", metabaseDexWait, groups)
 				}
 				now := mb.Sessions("bob@example.test")
@@ -318,7 +306,7 @@ func TestMetabaseDexLogoutEndsMetabaseSession(t *testing.T) {
 				t.Errorf("logout redirects to %q, want Dex's end-session endpoint %s/logout", loc, g.dex.Issuer)
 			}
 			start := time.Now()
-			if !pollUntil(metabaseDexWait, func() bool { return len(mb.Sessions(alice.Email)) == 0 }) {
+			if !waitEvery(metabaseDexWait, 200*time.Millisecond, func() bool { return len(mb.Sessions(alice.Email)) == 0 }) {
 				t.Fatalf("alice has Metabase sessions %v %v after logout, want none", mb.Sessions(alice.Email), metabaseDexWait)
 			}
 			t.Logf("Metabase session ended %v after logout", time.Since(start).Round(time.Millisecond))

@@ -166,6 +166,18 @@ routes:
 	return &identityGatehouse{gatehouse: g, origin: origin}
 }
 
+// noMetabaseCookie fails the test if c's jar holds metabase.SESSION for
+// origin: gatehouse never lets the browser hold the bound session.
+func noMetabaseCookie(t *testing.T, c *http.Client, origin string) {
+	t.Helper()
+	u, _ := url.Parse(origin)
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == metabasetest.SessionCookie {
+			t.Errorf("the browser holds Metabase's session cookie %s", metabasetest.SessionCookie)
+		}
+	}
+}
+
 func metabaseUser(t *testing.T, c *http.Client, u string, hdr http.Header) string {
 	t.Helper()
 	resp := fetch(t, c, u, hdr)
@@ -191,12 +203,7 @@ func TestMetabaseJWTSignsUserInWithGroups(t *testing.T) {
 	if !ok || !slices.Contains(u.GroupNames, "Analysts") || slices.Contains(u.GroupNames, "Administrators") {
 		t.Errorf("alice in Metabase: %+v, want in Analysts (mapped) and not Administrators (unmapped)", u)
 	}
-	origin, _ := url.Parse(g.origin)
-	for _, ck := range alice.Jar.Cookies(origin) {
-		if ck.Name == "metabase.SESSION" {
-			t.Error("the browser holds Metabase's session cookie")
-		}
-	}
+	noMetabaseCookie(t, alice, g.origin)
 }
 
 // TestStaleMetabaseSessionCannotActAsPreviousUser: a browser that kept
@@ -233,6 +240,7 @@ func TestMetabaseSessionRenewedAndEnded(t *testing.T) {
 	var keys []string // every Metabase session key of the test: never logged
 	defer func() {
 		keys = append(keys, mb.Sessions("alice@example.test")...)
+		g.stop() // flushes the audit records
 		for name, stream := range map[string]string{"audit": g.audit.String(), "operator log": g.log.String()} {
 			for _, k := range append(keys, metabaseJWTSecret) {
 				if strings.Contains(stream, k) {
@@ -383,12 +391,7 @@ func TestMetabaseBrokerSignsUserIn(t *testing.T) {
 	if !ok || !u.Active || !slices.Contains(u.GroupNames, "Analysts") || slices.Contains(u.GroupNames, "Administrators") {
 		t.Errorf("alice in Metabase: %+v, want an active account in Analysts, not Administrators", u)
 	}
-	origin, _ := url.Parse(g.origin)
-	for _, ck := range alice.Jar.Cookies(origin) {
-		if ck.Name == "metabase.SESSION" {
-			t.Error("the browser holds Metabase's session cookie")
-		}
-	}
+	noMetabaseCookie(t, alice, g.origin)
 
 	// Someone used "forgot password" on alice's account: Metabase ends
 	// her sessions. The next API call gets 401, then gatehouse resets the

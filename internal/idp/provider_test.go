@@ -1005,8 +1005,8 @@ func TestConcurrentRefreshOnlyOneWins(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if wins > 1 {
-		t.Errorf("%d concurrent refreshes with one token succeeded, want at most 1", wins)
+	if wins != 1 {
+		t.Errorf("%d concurrent refreshes with one token succeeded, want exactly 1", wins)
 	}
 }
 

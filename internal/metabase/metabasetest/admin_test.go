@@ -173,6 +173,9 @@ func TestGroupsAndMemberships(t *testing.T) {
 	del := func(id float64) response {
 		return do(t, s, req{method: http.MethodDelete, path: "/api/permissions/membership/" + itoa(int(id)), header: adminKey})
 	}
+	if finMembership == 0 || allUsersMembership == 0 || adminMembership == 0 {
+		t.Fatalf("membership ids not found: %v", memberships)
+	}
 	wantStatus(t, del(allUsersMembership), http.StatusBadRequest)
 	wantStatus(t, del(adminMembership), http.StatusBadRequest) // the setup admin is the last admin
 	wantStatus(t, del(finMembership), http.StatusNoContent)
