@@ -317,12 +317,19 @@ func TestRotationUnderConcurrentEmitLosesAndRepeatsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var emitted atomic.Int64
+	// The emitters go in four chunks and start chunk k only after k
+	// rotations, so however fast Emit is, records are written across at
+	// least three rotations while other goroutines still emit.
+	const chunks = 4
+	var emitted, rotations atomic.Int64
 	var wg sync.WaitGroup
 	for g := range goroutines {
 		wg.Go(func() {
 			r := &Record{Method: "GET", Path: "/rotate", Groups: []string{"g"}}
 			for i := range perG {
+				for k := int64(i * chunks / perG); rotations.Load() < k; {
+					time.Sleep(time.Millisecond)
+				}
 				r.RequestID = strconv.Itoa(g*perG + i)
 				l.Emit(r)
 				emitted.Add(1)
@@ -343,6 +350,7 @@ func TestRotationUnderConcurrentEmitLosesAndRepeatsNothing(t *testing.T) {
 		} else {
 			time.Sleep(5 * time.Millisecond) // let the CheckInterval poll notice
 		}
+		rotations.Add(1)
 	}
 	wg.Wait()
 	if err := l.Close(); err != nil {
