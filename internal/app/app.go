@@ -205,7 +205,7 @@ func (a *App) listen(cfg *config.Config) error {
 			MaxFrameSize: uint32(sc.MaxFrameSize), //nolint:gosec // validated: 256 to 1048576
 			Timeout:      sc.Timeout.D(),
 			MaxInFlight:  sc.MaxInFlight,
-			Observe:      a.metrics.SPOEVerdict,
+			Observe:      a.metrics.SPOEVerdicts(),
 			Log:          a.log.With("listener", "spoe"),
 		})
 		if err != nil {

@@ -28,8 +28,6 @@ type Metrics struct {
 	cache  map[reqKey]prometheus.Counter
 	hmu    sync.RWMutex // guards hcache
 	hcache map[[2]string]prometheus.Observer
-
-	spoeByDecision map[string]prometheus.Observer // read-only after New
 }
 
 type reqKey struct {
@@ -72,10 +70,6 @@ func New() *Metrics {
 		cache:  map[reqKey]prometheus.Counter{},
 		hcache: map[[2]string]prometheus.Observer{},
 	}
-	m.spoeByDecision = map[string]prometheus.Observer{}
-	for _, d := range []string{"allow", "deny", "redirect", "error"} {
-		m.spoeByDecision[d] = m.spoeVerdicts.WithLabelValues(d)
-	}
 	reg.MustRegister(m.requests, m.upstreamLatency, m.inFlight, m.reloads, m.configLoaded, m.spoeVerdicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -97,14 +91,22 @@ func (m *Metrics) Request(route string, status int, decision string) {
 	c.Inc()
 }
 
-// SPOEVerdict records one verdict of the SPOE agent. The observers of the
-// four decisions are made once, in New.
-func (m *Metrics) SPOEVerdict(decision string, d time.Duration) {
-	o, ok := m.spoeByDecision[decision]
-	if !ok {
-		o = m.spoeVerdicts.WithLabelValues(decision)
+// SPOEVerdicts returns the hook that records the SPOE agent's verdicts,
+// for a process that runs the agent: the observers of the four decisions
+// are made here, once (so /metrics shows the series only where there is
+// an agent, and a verdict costs no map or lock).
+func (m *Metrics) SPOEVerdicts() func(decision string, d time.Duration) {
+	by := map[string]prometheus.Observer{}
+	for _, d := range []string{"allow", "deny", "redirect", "error"} {
+		by[d] = m.spoeVerdicts.WithLabelValues(d)
 	}
-	o.Observe(d.Seconds())
+	return func(decision string, d time.Duration) {
+		o, ok := by[decision]
+		if !ok {
+			o = m.spoeVerdicts.WithLabelValues(decision)
+		}
+		o.Observe(d.Seconds())
+	}
 }
 
 // UpstreamLatency records the time to an upstream's response headers.
