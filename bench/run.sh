@@ -16,9 +16,9 @@
 #   WARMUP     seconds of warm-up per contender before round 1 [3]
 #   DEMO_PORT, HAPROXY_PORT, GATEHOUSE_PORT, ADMIN_PORT, DEX_PORT,
 #   ISSUER_PORT, OAUTH2_PROXY_PORT, SPOE_PORT, HAPROXY_SPOE_PORT,
-#   HAPROXY_INLINE_PORT, GATEHOUSE_PROXY_PORT
+#   HAPROXY_INLINE_PORT, GATEHOUSE_PROXY_PORT, FLOOR_PORT, FLOOR_STD_PORT
 #              loopback ports [18081, 18082, 18080, 19090, 18083, 18084, 18085,
-#              18086, 18087, 18088, 18089]
+#              18086, 18087, 18088, 18089, 18090, 18091]
 #   CONTENDERS space-separated subset of the contenders to run [all]
 #   CONNS      space-separated connection counts [1 64] (the targets need both)
 #   OAUTH2_PROXY
@@ -50,6 +50,8 @@ SPOE_PORT=${SPOE_PORT:-18086}
 HAPROXY_SPOE_PORT=${HAPROXY_SPOE_PORT:-18087}
 HAPROXY_INLINE_PORT=${HAPROXY_INLINE_PORT:-18088}
 GATEHOUSE_PROXY_PORT=${GATEHOUSE_PROXY_PORT:-18089}
+FLOOR_PORT=${FLOOR_PORT:-18090}
+FLOOR_STD_PORT=${FLOOR_STD_PORT:-18091}
 OAUTH2_PROXY_VERSION=v7.15.6
 OAUTH2_PROXY=${OAUTH2_PROXY:-$ROOT/bin/oauth2-proxy}
 HOST=127.0.0.1
@@ -61,7 +63,7 @@ AUTH_HOST=protected.bench.test
 TOKEN_AUDIENCE=api://gatehouse-bench
 ALL_CONTENDERS=(direct haproxy gatehouse gatehouse-cookie gatehouse-bearer gatehouse-anon
 	gatehouse-inline gatehouse-spoe oauth2-proxy-cookie oauth2-proxy-bearer
-	gatehouse-least-conn gatehouse-hash)
+	gatehouse-least-conn gatehouse-hash floor-h1 floor-std)
 if [[ -n ${CONTENDERS:-} ]]; then
 	read -r -a CONTENDERS <<<"$CONTENDERS"
 	for c in "${CONTENDERS[@]}"; do
@@ -76,7 +78,7 @@ log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: FAIL: %s\n' "$*" >&2; exit 1; }
 
 PORT_VARS=(DEMO_PORT HAPROXY_PORT GATEHOUSE_PORT ADMIN_PORT DEX_PORT ISSUER_PORT OAUTH2_PROXY_PORT
-	SPOE_PORT HAPROXY_SPOE_PORT HAPROXY_INLINE_PORT GATEHOUSE_PROXY_PORT)
+	SPOE_PORT HAPROXY_SPOE_PORT HAPROXY_INLINE_PORT GATEHOUSE_PROXY_PORT FLOOR_PORT FLOOR_STD_PORT)
 for v in DURATION ROUNDS WARMUP "${PORT_VARS[@]}"; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
 done
@@ -174,10 +176,12 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "building gatehouse and bench/credentials into $WORK, and bin/dex (make dex)"
+log "building gatehouse, bench/credentials and bench/floor into $WORK, and bin/dex (make dex)"
 go build -o "$GATEHOUSE" ./cmd/gatehouse
 CREDENTIALS=$WORK/credentials
 go build -o "$CREDENTIALS" ./bench/credentials
+FLOOR=$WORK/floor
+go build -o "$FLOOR" ./bench/floor
 make -s dex >&2
 DEX=$ROOT/bin/dex
 
@@ -323,6 +327,19 @@ start oauth2-proxy "$WORK/oauth2-proxy.log" env OAUTH2_PROXY_COOKIE_SECRET="$O2P
 O2P_PID=$LAST_PID
 wait_ready "$O2P_PID" "http://$HOST:$OAUTH2_PROXY_PORT/ping"
 
+# The floor: the smallest proxy the design allows (net/http's server and an
+# httputil.ReverseProxy with Rewrite, nothing else), over gatehouse's
+# upstream transport and over net/http's. What gatehouse costs on top of it
+# is gatehouse's own.
+start floor-h1 "$WORK/floor-h1.log" "$FLOOR" -addr "$HOST:$FLOOR_PORT" \
+	-target "http://$HOST:$DEMO_PORT" -transport gatehouse
+FLOOR_H1_PID=$LAST_PID
+wait_ready "$FLOOR_H1_PID" "http://$HOST:$FLOOR_PORT/hello"
+start floor-std "$WORK/floor-std.log" "$FLOOR" -addr "$HOST:$FLOOR_STD_PORT" \
+	-target "http://$HOST:$DEMO_PORT" -transport std
+FLOOR_STD_PID=$LAST_PID
+wait_ready "$FLOOR_STD_PID" "http://$HOST:$FLOOR_STD_PORT/hello"
+
 # Credentials. gatehouse's session is sealed offline with the configured key
 # (as gatehouse would seal it after a login at Dex); oauth2-proxy's cookie
 # comes from a real login through oauth2-proxy and Dex.
@@ -348,6 +365,8 @@ declare -A URL=(
 	[gatehouse-spoe]="http://$HOST:$HAPROXY_SPOE_PORT/hello"
 	[oauth2-proxy-cookie]="$O2P/hello"
 	[oauth2-proxy-bearer]="$O2P/hello"
+	[floor-h1]="http://$HOST:$FLOOR_PORT/hello"
+	[floor-std]="http://$HOST:$FLOOR_STD_PORT/hello"
 )
 # HDRS holds each contender's request headers, one per line. The
 # unauthenticated request is a browser's GET (it asks for HTML).
@@ -364,7 +383,7 @@ declare -A HDRS=(
 )
 # EXPECT is each contender's expected status: 200, or 302 to sign in.
 declare -A EXPECT=([gatehouse-anon]=302)
-declare -A PROXY_PID=([haproxy]=$HAPROXY_PID)
+declare -A PROXY_PID=([haproxy]=$HAPROXY_PID [floor-h1]=$FLOOR_H1_PID [floor-std]=$FLOOR_STD_PID)
 for c in "${CONTENDERS[@]}"; do
 	case $c in
 	gatehouse-inline | gatehouse-spoe) PROXY_PID[$c]="$GATEHOUSE_PID $HAPROXY_PID" ;;
@@ -672,6 +691,7 @@ median() {
 # med CONTENDER CONNS METRIC prints the median across rounds.
 med() {
 	local vals=() r
+	[[ -v R[$1,$2,1,$3] ]] || { echo -; return; } # that load was not run
 	for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[$1,$2,$r,$3]}"); done
 	median "${vals[@]}"
 }
@@ -709,6 +729,8 @@ cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 	echo "oauth2-proxy-cookie and -bearer send a cookie from a login at Dex or the same JWT to oauth2-proxy."
 	echo "gatehouse-least-conn and gatehouse-hash are the passthrough through pools with balance least_conn and"
 	echo "hash (on the client IP) instead of round_robin."
+	echo "floor-h1 and floor-std are the smallest proxy the design allows (bench/floor: net/http's server and"
+	echo "an httputil.ReverseProxy with Rewrite, nothing else) over gatehouse's upstream transport and net/http's."
 	echo
 	echo "| contender | connections | req/s | p50 (ms) | p99 (ms) | proxy CPU (µs/req) | errors |"
 	echo "|---|---:|---:|---:|---:|---:|---|"
@@ -737,32 +759,44 @@ cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 	if ran haproxy && ran gatehouse; then
 		g64=$(med gatehouse 64 rps) g1=$(med gatehouse 1 p99)
 		awk -v h="$h64" -v g="$g64" 'BEGIN {
+			if (h == "-") exit
 			r = g / h; printf "- gatehouse req/s at 64 connections is %.0f%% of HAProxy'"'"'s (%.0f vs %.0f; target at least 60%%): %s.\n",
 				100 * r, g, h, ((r >= 0.60) ? "met" : "NOT met") }'
 		awk -v h="$h1" -v g="$g1" 'BEGIN {
+			if (h == "-") exit
 			d = g - h; printf "- gatehouse p99 at 1 connection is %+.3f ms from HAProxy'"'"'s (%.3f vs %.3f ms; target within 0.3 ms): %s.\n",
 				d / 1000, g / 1000, h / 1000, ((d <= 300) ? "met" : "NOT met") }'
 	fi
 	for cred in cookie bearer; do
 		ran haproxy && ran "gatehouse-$cred" && ran "oauth2-proxy-$cred" || continue
 		awk -v cred="$cred" -v h="$h64" -v g="$(med "gatehouse-$cred" 64 rps)" -v o="$(med "oauth2-proxy-$cred" 64 rps)" 'BEGIN {
+			if (h == "-") exit
 			r = g / h; m = g / o
 			printf "- gatehouse with a %s at 64 connections is %.0f%% of HAProxy passthrough'"'"'s req/s (%.0f vs %.0f; target at least 50%%): %s;", cred, 100 * r, g, h, ((r >= 0.50) ? "met" : "NOT met")
 			printf " %.1f× oauth2-proxy'"'"'s with a %s (%.0f; target at least 8×): %s.\n", m, cred, o, ((m >= 8) ? "met" : "NOT met") }'
 	done
 	if ran haproxy && ran gatehouse-spoe; then
 		awk -v h="$h64" -v g="$(med gatehouse-spoe 64 rps)" 'BEGIN {
+			if (h == "-") exit
 			r = g / h; printf "- HAProxy with gatehouse'"'"'s SPOE verdict (topology B, session cookie) at 64 connections is %.0f%% of HAProxy passthrough'"'"'s req/s (%.0f vs %.0f; target at least 60%%): %s.\n",
 				100 * r, g, h, ((r >= 0.60) ? "met" : "NOT met") }'
 	fi
 	if ran haproxy && ran gatehouse-inline; then
 		awk -v h="$h64" -v g="$(med gatehouse-inline 64 rps)" 'BEGIN {
+			if (h == "-") exit
 			printf "- HAProxy in front of gatehouse (topology A, session cookie) at 64 connections is %.0f%% of HAProxy passthrough'"'"'s req/s (%.0f vs %.0f; no target).\n",
 				100 * g / h, g, h }'
 	fi
+	for c in floor-h1 floor-std; do
+		ran haproxy && ran "$c" || continue
+		awk -v c="$c" -v h="$h64" -v g="$(med "$c" 64 rps)" -v gc="$(med "$c" 64 cpu)" 'BEGIN {
+			if (h == "-") exit
+			printf "- %s (no gatehouse code) at 64 connections is %.0f%% of HAProxy passthrough'"'"'s req/s (%.0f vs %.0f), at %.1f µs of CPU per request: the ceiling of the design on this machine.\n", c, 100 * g / h, g, h, gc }'
+	done
 	for c in gatehouse-least-conn gatehouse-hash; do
 		ran gatehouse && ran "$c" || continue
 		awk -v c="$c" -v r="$(med gatehouse 64 rps)" -v g="$(med "$c" 64 rps)" -v rc="$(med gatehouse 64 cpu)" -v gc="$(med "$c" 64 cpu)" 'BEGIN {
+			if (r == "-") exit
 			printf "- %s at 64 connections: %.0f req/s, %+.1f%% against round robin'"'"'s %.0f; CPU %.1f against %.1f µs/req (target: no measurable cost).\n", c, g, 100 * (g - r) / r, r, gc, rc }'
 	done
 	if ((ERRORS > 0)); then
