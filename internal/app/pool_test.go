@@ -411,3 +411,43 @@ func TestHangingTargetAvoided(t *testing.T) {
 		t.Errorf("the hanging target is not ejected in /.gatehouse/status:\n%s", st)
 	}
 }
+
+// TestHashOnClientIPSticksPerClient: with balance hash on client_ip, each
+// client (its address from the trusted front end's X-Forwarded-For) always
+// reaches the same target, and the clients spread over both targets.
+func TestHashOnClientIPSticksPerClient(t *testing.T) {
+	var ok atomic.Int32
+	ok.Store(200)
+	a, b := namedTarget(t, "a", &ok), namedTarget(t, "b", &ok)
+	g := start(t, "trusted_proxies: [127.0.0.1/32]\n"+poolConfig([]string{a, b}, "    balance: hash\n    hash_on: client_ip"))
+	c := client()
+	get := func(clientIP string) string {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, g.url("public")+"/", nil)
+		req.Header.Set("X-Forwarded-For", clientIP)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(body)
+	}
+	perTarget := map[string]int{}
+	for i := range 40 {
+		ip := fmt.Sprintf("198.51.100.%d", i+1)
+		if i%4 == 3 {
+			ip = fmt.Sprintf("2001:db8::%x", i+1)
+		}
+		first := get(ip)
+		for range 4 {
+			if got := get(ip); got != first {
+				t.Fatalf("client %s went to %s, then to %s", ip, first, got)
+			}
+		}
+		perTarget[first]++
+	}
+	if perTarget["a"] == 0 || perTarget["b"] == 0 {
+		t.Errorf("40 clients all went to one target: %v", perTarget)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -219,11 +220,11 @@ func (a *App) previousUpstream(name string) *upstream.Upstream {
 // clientIPKey is the consistent-hash key of balance: hash with
 // hash_on: client_ip: the client address from the trusted front end, as
 // the proxy recorded it.
-func clientIPKey(r *http.Request) string {
-	if rec := audit.FromContext(r.Context()); rec != nil && rec.ClientIP.IsValid() {
-		return rec.ClientIP.String()
+func clientIPKey(r *http.Request) netip.Addr {
+	if rec := audit.FromContext(r.Context()); rec != nil {
+		return rec.ClientIP
 	}
-	return ""
+	return netip.Addr{}
 }
 
 func hstsValue(h config.HSTS) string {

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"net/http"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -26,11 +27,12 @@ func benchPolicies(tb testing.TB, opts PoolOptions) (map[string]Balancer, *http.
 		}
 		return h
 	}
-	clientIP := func(r *http.Request) string {
+	clientIP := func(r *http.Request) netip.Addr {
 		if v := r.Header["X-Client-Ip"]; len(v) > 0 {
-			return v[0]
+			ip, _ := netip.ParseAddr(v[0])
+			return ip
 		}
-		return ""
+		return netip.Addr{}
 	}
 	return map[string]Balancer{
 		"round_robin":    NewWeightedRoundRobin(p),

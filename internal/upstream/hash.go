@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/textproto"
 	"slices"
 	"strconv"
@@ -32,9 +33,9 @@ type HashOptions struct {
 	Name string
 	// ClientIP returns the client address for HashClientIP: the caller's
 	// view of it, which may come from a trusted PROXY protocol header or
-	// X-Forwarded-For rather than RemoteAddr. An empty result counts as
-	// no key. It must not allocate if Pick is to stay allocation-free.
-	ClientIP func(*http.Request) string
+	// X-Forwarded-For rather than RemoteAddr. An invalid address counts as
+	// no key. IPv4 and its IPv4-mapped IPv6 form are the same key.
+	ClientIP func(*http.Request) netip.Addr
 	// VirtualNodes is the number of points on the ring per unit of weight.
 	// More points spread keys more evenly at the cost of a larger ring
 	// (memory, 16 bytes a point; lookup is a binary search). Default 256,
@@ -61,7 +62,7 @@ type Hash struct {
 	pool     *Pool
 	source   HashSource
 	name     string // cookie name, or canonical header key
-	clientIP func(*http.Request) string
+	clientIP func(*http.Request) netip.Addr
 	ring     []ringPoint // sorted by hash
 	fallback LeastConn
 }
@@ -130,17 +131,16 @@ func NewHash(p *Pool, opts HashOptions) (*Hash, error) {
 // Pick returns the member owning the request's key, or the next available
 // one on the ring; without a key it falls back to least_conn.
 func (h *Hash) Pick(r *http.Request) (*Member, func(), error) {
-	key, ok := h.key(r)
+	kh, ok := h.key(r)
 	if !ok {
 		return h.fallback.Pick(r)
 	}
-	return h.pickKey(key)
+	return h.pickKey(kh)
 }
 
-// pickKey walks the ring from key's point to the first member that is
-// available (and, while it ramps up, admits this key).
-func (h *Hash) pickKey(key string) (*Member, func(), error) {
-	kh := hashString(key)
+// pickKey walks the ring from the point of the key whose hash is kh to the
+// first member that is available (and, while it ramps up, admits this key).
+func (h *Hash) pickKey(kh uint64) (*Member, func(), error) {
 	ring := h.ring
 	n := len(ring)
 	// Binary search for the first point >= kh, by hand: sort.Search's
@@ -184,8 +184,9 @@ func (h *Hash) pickKey(key string) (*Member, func(), error) {
 	return nil, noRelease, ErrNoTarget
 }
 
-// key returns the request's hash key without allocating.
-func (h *Hash) key(r *http.Request) (string, bool) {
+// key returns the hash of the request's key without allocating, and
+// whether it has one.
+func (h *Hash) key(r *http.Request) (uint64, bool) {
 	var k string
 	switch h.source {
 	case HashCookie:
@@ -195,9 +196,14 @@ func (h *Hash) key(r *http.Request) (string, bool) {
 			k = vs[0]
 		}
 	case HashClientIP:
-		k = h.clientIP(r)
+		ip := h.clientIP(r)
+		if !ip.IsValid() {
+			return 0, false
+		}
+		a := ip.Unmap().As16()
+		return hashString(a[:]), true
 	}
-	return k, k != ""
+	return hashString(k), k != ""
 }
 
 // cookieValue returns the value of the first cookie called name, without
@@ -226,7 +232,7 @@ func cookieValue(hdr http.Header, name string) string {
 
 // hashString is 64-bit FNV-1a with a splitmix64 finalizer: FNV alone
 // leaves similar keys ("user1", "user2") close together on the ring.
-func hashString(s string) uint64 {
+func hashString[S string | []byte](s S) uint64 {
 	const (
 		offset = 14695981039346656037
 		prime  = 1099511628211

@@ -3,6 +3,7 @@ package upstream
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,7 @@ func assign(t *testing.T, h *Hash, keys []string) []string {
 	t.Helper()
 	out := make([]string, len(keys))
 	for i, k := range keys {
-		m, release, err := h.pickKey(k)
+		m, release, err := h.pickKey(hashString(k))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +168,14 @@ func TestHashSlowStartAdmitsAStableGrowingShare(t *testing.T) {
 
 func TestHashKeySources(t *testing.T) {
 	p := newTestPool(t, PoolOptions{}, 1, 1, 1)
-	clientIP := func(r *http.Request) string { return r.Header.Get("Test-Client-Ip") }
+	clientIP := func(r *http.Request) netip.Addr {
+		ip, _ := netip.ParseAddr(r.Header.Get("Test-Client-Ip"))
+		return ip
+	}
+	ipKey := func(s string) string {
+		a := netip.MustParseAddr(s).As16()
+		return string(a[:])
+	}
 	tests := []struct {
 		name string
 		opts HashOptions
@@ -185,7 +193,11 @@ func TestHashKeySources(t *testing.T) {
 		{"header absent", HashOptions{Source: HashHeader, Name: "X-Tenant"},
 			&http.Request{Header: http.Header{}}, ""},
 		{"client IP", HashOptions{Source: HashClientIP, ClientIP: clientIP},
-			&http.Request{Header: http.Header{"Test-Client-Ip": {"abc"}}}, "abc"},
+			&http.Request{Header: http.Header{"Test-Client-Ip": {"192.0.2.7"}}}, ipKey("192.0.2.7")},
+		{"client IPv4-mapped is the IPv4 key", HashOptions{Source: HashClientIP, ClientIP: clientIP},
+			&http.Request{Header: http.Header{"Test-Client-Ip": {"::ffff:192.0.2.7"}}}, ipKey("192.0.2.7")},
+		{"client IPv6", HashOptions{Source: HashClientIP, ClientIP: clientIP},
+			&http.Request{Header: http.Header{"Test-Client-Ip": {"2001:db8::7"}}}, ipKey("2001:db8::7")},
 		{"client IP unknown", HashOptions{Source: HashClientIP, ClientIP: clientIP},
 			&http.Request{Header: http.Header{}}, ""},
 	}
@@ -195,12 +207,12 @@ func TestHashKeySources(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			key, ok := h.key(tt.req)
-			if key != tt.key || ok != (tt.key != "") {
-				t.Fatalf("key = %q, %t; want %q", key, ok, tt.key)
+			kh, ok := h.key(tt.req)
+			if ok != (tt.key != "") || ok && kh != hashString(tt.key) {
+				t.Fatalf("key hash = %#x, %t; want the hash of %q", kh, ok, tt.key)
 			}
 			if tt.key != "" {
-				want, release, _ := h.pickKey(tt.key)
+				want, release, _ := h.pickKey(kh)
 				release()
 				for range 10 {
 					got, release, _ := h.Pick(tt.req)
