@@ -40,6 +40,7 @@ var allowedImports = map[string][]string{
 	"cmd/gatehouse":      {"examples", "internal/app", "internal/config", "internal/demoapp", "internal/idp"},
 	"examples":           nil,
 	"bench/credentials":  {"internal/session", "internal/testenv"},
+	"bench/floor":        {"internal/upstream"},
 
 	"internal/metabase/metabasetest": nil,
 }
