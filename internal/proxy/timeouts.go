@@ -28,11 +28,13 @@ type Timeouts struct {
 	Total time.Duration
 }
 
-// Reason codes of the route timeouts.
+// Reason codes of the route timeouts. A ResponseHeader timeout has no code
+// of its own: timeoutTransport reports it as a deadline, which
+// upstream.Classify answers with 504 upstream.ReasonTimeout
+// ("upstream-timeout").
 const (
-	ReasonHeaderTimeout = "upstream-timeout"      // no response headers in time (504)
-	ReasonIdleTimeout   = "upstream-idle-timeout" // the response body stalled longer than Idle
-	ReasonTotalTimeout  = "route-timeout"         // the exchange outlasted Total
+	ReasonIdleTimeout  = "upstream-idle-timeout" // the response body stalled longer than Idle
+	ReasonTotalTimeout = "route-timeout"         // the exchange outlasted Total
 )
 
 var (

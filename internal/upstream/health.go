@@ -19,9 +19,6 @@ type CheckOptions struct {
 	Method string
 	// Path is the request path, with any query. Default "/".
 	Path string
-	// Host, if set, is the Host header to send; default the target's
-	// host:port.
-	Host string
 	// Status is the status a healthy target answers; anything else,
 	// including a redirect, fails the check. Default 200.
 	Status int
@@ -184,9 +181,6 @@ func (c *Checker) probe(ctx context.Context, m *Member) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, c.opts.Method, m.Target.scheme+"://"+m.Target.host+c.opts.Path, nil)
 	if err != nil {
 		return 0, err
-	}
-	if c.opts.Host != "" {
-		req.Host = c.opts.Host
 	}
 	req.Header.Set("User-Agent", "gatehouse-health-check")
 	resp, err := c.opts.Client.Do(req)

@@ -78,20 +78,6 @@ func (l *Limiter) Acquire(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// TryAcquire takes a slot if one is free now, without queueing.
-func (l *Limiter) TryAcquire() bool {
-	if l == nil {
-		return true
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.active < l.max && len(l.waiters) == 0 {
-		l.active++
-		return true
-	}
-	return false
-}
-
 // Release frees a slot, handing it to the oldest waiter if there is one.
 func (l *Limiter) Release() {
 	if l == nil {

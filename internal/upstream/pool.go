@@ -137,7 +137,6 @@ type Member struct {
 	Target *Target
 
 	pool    *Pool
-	index   int
 	weight  int64 // configured weight, 1..MaxWeight
 	seed    uint64
 	limiter *Limiter
@@ -216,7 +215,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		if w < 1 || w > MaxWeight {
 			errs = append(errs, fmt.Errorf("target %s: weight %d out of range 1..%d", wt.Target.Name, wt.Weight, MaxWeight))
 		}
-		m := &Member{Target: wt.Target, pool: p, index: i, weight: int64(w), seed: hashString(wt.Target.Name)}
+		m := &Member{Target: wt.Target, pool: p, weight: int64(w), seed: hashString(wt.Target.Name)}
 		m.release = m.done
 		if opts.MaxConns > 0 {
 			m.limiter = NewLimiter(opts.MaxConns, opts.MaxQueue)
