@@ -69,11 +69,11 @@ type spent struct {
 	expires time.Time
 }
 
-// session is an OP session: one successful login, with its sid.
+// session is an OP session: one successful login of subject to the client
+// clientID. Its sid is its key in storage.sessions.
 type session struct {
-	sid, subject string
-	clients      map[string]bool // clients the user signed in to
-	expires      time.Time
+	subject, clientID string
+	expires           time.Time
 }
 
 type accessToken struct {
@@ -184,9 +184,7 @@ func (s *storage) endSessions(subject, sid string) []logoutTarget {
 		if se.subject != subject || (sid != "" && id != sid) {
 			continue
 		}
-		for c := range se.clients {
-			out = append(out, logoutTarget{clientID: c, subject: subject, sid: id})
-		}
+		out = append(out, logoutTarget{clientID: se.clientID, subject: subject, sid: id})
 		ended[id] = true
 		delete(s.sessions, id)
 	}
@@ -264,10 +262,9 @@ func (s *storage) completeLogin(id, cookie string, u *User) (*authRequest, bool)
 	ar.sid = randomID(16)
 	ar.authTime = now
 	s.sessions[ar.sid] = &session{
-		sid:     ar.sid,
-		subject: u.Subject,
-		clients: map[string]bool{ar.clientID: true},
-		expires: now.Add(max(s.p.refreshTTL, authRequestTTL)),
+		subject:  u.Subject,
+		clientID: ar.clientID,
+		expires:  now.Add(max(s.p.refreshTTL, authRequestTTL)),
 	}
 	return ar.snapshot(), true
 }
