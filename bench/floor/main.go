@@ -85,13 +85,13 @@ func run(addr, target, transport string) error {
 		Transport:  rt,
 		BufferPool: &bufferPool{},
 	}
-	// The same server limits gatehouse sets on its listeners.
+	// gatehouse's default server limits (config.Default).
 	srv := &http.Server{
 		Addr:              addr,
 		Handler:           proxy,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          log.New(os.Stderr, "floor: ", 0),
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
