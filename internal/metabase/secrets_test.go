@@ -191,3 +191,19 @@ func TestSessionPrintsRedacted(t *testing.T) {
 		t.Errorf("json: %s", b)
 	}
 }
+
+// FuzzDetailRedacts: whatever a server answers, the excerpt in an error
+// never contains the call's secret.
+func FuzzDetailRedacts(f *testing.F) {
+	f.Add([]byte(`{"errors":{"password":"sekret-123"}}`), "sekret-123", "application/json")
+	f.Add([]byte("x sek\x00ret-123 y"), "sek ret-123", "text/plain")
+	f.Add([]byte(`{"message":"a\u0000b"}`), "a b", "application/json")
+	f.Fuzz(func(t *testing.T, body []byte, sec, ct string) {
+		if len(sec) < 4 || strings.Contains("[redacted]…", sec) {
+			return
+		}
+		if got := detail(body, ct, []string{sec}); strings.Contains(got, sec) {
+			t.Errorf("detail(%q) = %q contains %q", body, got, sec)
+		}
+	})
+}
