@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/internal/audit"
@@ -102,26 +103,38 @@ func (b appBinding) String() string {
 // rejectedKeys remembers app session keys the app answered 401 to, by
 // hash.
 type rejectedKeys struct {
-	mu sync.Mutex // guards m
+	n  atomic.Int64 // len(m), so that has costs nothing while it is empty (usually)
+	mu sync.Mutex   // guards m
 	m  map[[32]byte]struct{}
 }
 
-func (r *rejectedKeys) add(key string) {
+// add records key and reports whether it was new.
+func (r *rejectedKeys) add(key string) bool {
+	h := sha256.Sum256([]byte(key))
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if _, ok := r.m[h]; ok {
+		return false
+	}
 	if r.m == nil {
 		r.m = map[[32]byte]struct{}{}
 	}
 	if len(r.m) >= maxRejected {
 		clear(r.m) // they are only hints: a refused key is refused again
 	}
-	r.m[sha256.Sum256([]byte(key))] = struct{}{}
+	r.m[h] = struct{}{}
+	r.n.Store(int64(len(r.m)))
+	return true
 }
 
 func (r *rejectedKeys) has(key string) bool {
+	if r.n.Load() == 0 {
+		return false
+	}
+	h := sha256.Sum256([]byte(key))
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, ok := r.m[sha256.Sum256([]byte(key))]
+	_, ok := r.m[h]
 	return ok
 }
 
@@ -151,10 +164,10 @@ func (rt *Route) bindApp(ctx context.Context, w http.ResponseWriter, p *Principa
 	s := p.session
 	name := extraAppPrefix + rt.opts.Name
 	b, ok := parseAppBinding(s.Extra[name])
-	if ok && now.Before(b.expires.Add(-appRenewBefore)) && !g.appRejected.has(b.key) {
+	refused := ok && g.appRejected.has(b.key)
+	if ok && !refused && now.Before(b.expires.Add(-appRenewBefore)) {
 		return b.key, nil
 	}
-	refused := ok && g.appRejected.has(b.key)
 	if refused && b.retry && now.Sub(b.created) < appRetryWindow {
 		// One new session after a refusal; a second refusal in a row is
 		// the app's answer (the user deactivated, SSO turned off).
@@ -207,7 +220,8 @@ func (rt *Route) signOutApp(key string) {
 }
 
 // endAppSessions ends the app sessions bound to s (logout, a privilege
-// change), in the background.
+// change, a dead session), in the background. Each app session is ended
+// once, whatever number of requests bring the cookie it is bound to.
 func (g *Gate) endAppSessions(s *session.Session) {
 	for k, v := range s.Extra {
 		route, ok := strings.CutPrefix(k, extraAppPrefix)
@@ -216,7 +230,7 @@ func (g *Gate) endAppSessions(s *session.Session) {
 		}
 		rt := g.appRoutes[route]
 		b, ok := parseAppBinding(v)
-		if rt == nil || !ok {
+		if rt == nil || !ok || !g.appEnded.add(b.key) {
 			continue
 		}
 		go rt.signOutApp(b.key)
@@ -225,8 +239,7 @@ func (g *Gate) endAppSessions(s *session.Session) {
 
 // endDeadAppSessions ends the app sessions bound to a session that has
 // ended without gatehouse seeing its cookie (back-channel logout,
-// expiry): when the cookie is next presented. Each app session is ended
-// once, whatever number of requests bring the dead cookie.
+// expiry): when the cookie is next presented.
 func (g *Gate) endDeadAppSessions(value string) {
 	o, ok := g.opts.Store.(interface {
 		Open(string) (*session.Session, error)
@@ -234,22 +247,8 @@ func (g *Gate) endDeadAppSessions(value string) {
 	if !ok {
 		return
 	}
-	s, err := o.Open(value)
-	if err != nil {
-		return
-	}
-	for k, v := range s.Extra {
-		route, ok := strings.CutPrefix(k, extraAppPrefix)
-		if !ok {
-			continue
-		}
-		b, ok := parseAppBinding(v)
-		rt := g.appRoutes[route]
-		if !ok || rt == nil || g.appEnded.has(b.key) {
-			continue
-		}
-		g.appEnded.add(b.key)
-		go rt.signOutApp(b.key)
+	if s, err := o.Open(value); err == nil {
+		g.endAppSessions(s)
 	}
 }
 

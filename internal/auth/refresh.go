@@ -110,7 +110,6 @@ func (g *Gate) doRefresh(ctx context.Context, s *session.Session, now time.Time)
 		revokeOld = true
 		ns.Extra = maps.Clone(ns.Extra) // s's may be shared
 		maps.DeleteFunc(ns.Extra, func(k, _ string) bool { return strings.HasPrefix(k, extraAppPrefix) })
-		g.endAppSessions(s)
 	} else if id.Claims != nil {
 		keepAppBindings(s.Extra, &ns) // g.extra rebuilt Extra from the claims
 	}
@@ -119,6 +118,9 @@ func (g *Gate) doRefresh(ctx context.Context, s *session.Session, now time.Time)
 		return &refreshResult{err: fmt.Errorf("%w: saving the refreshed session: %w", oidc.ErrRefresh, err)}
 	}
 	if revokeOld {
+		// Only now: had the save failed, the user would keep s, and its
+		// app sessions with it.
+		g.endAppSessions(s)
 		if err := g.opts.Store.Revoke(ctx, s, now); err != nil {
 			g.opts.Log.Error("revoking the session replaced at refresh", "session", s.ID.Ref(), "err", err)
 		}
