@@ -1,7 +1,6 @@
 package haproxy
 
 import (
-	"crypto/rand"
 	"errors"
 	"net/http"
 	"net/netip"
@@ -63,6 +62,7 @@ type ForwardAuthOptions struct {
 // original request, with via forward-auth.
 type ForwardAuth struct {
 	opts ForwardAuthOptions
+	ids  *idheader.RequestIDs // for callers that send no request ID
 }
 
 // NewForwardAuth validates opts and returns a ForwardAuth.
@@ -74,7 +74,7 @@ func NewForwardAuth(opts ForwardAuthOptions) (*ForwardAuth, error) {
 		opts.RequestID = "X-Request-Id"
 	}
 	opts.RequestID = http.CanonicalHeaderKey(opts.RequestID)
-	return &ForwardAuth{opts: opts}, nil
+	return &ForwardAuth{opts: opts, ids: idheader.NewRequestIDs()}, nil
 }
 
 func (fa *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -96,7 +96,7 @@ func (fa *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.Header.Get(fa.opts.RequestID)
 	if !idheader.ValidRequestID(id) {
-		id = strings.ToLower(rand.Text())
+		id = fa.ids.Next()
 	}
 	rec.RequestID = id
 	h.Set(fa.opts.RequestID, id)
@@ -160,7 +160,7 @@ func (fa *ForwardAuth) query(r *http.Request, conn listener.Conn) (*Query, bool)
 		Host:          hd.Get("X-Forwarded-Host"),
 		Cookie:        strings.Join(hd["Cookie"], "; "),
 		Authorization: hd.Get("Authorization"),
-		TLS:           strings.EqualFold(hd.Get("X-Forwarded-Proto"), "https") || r.TLS != nil && hd.Get("X-Forwarded-Proto") == "",
+		TLS:           strings.EqualFold(hd.Get("X-Forwarded-Proto"), "https") || (r.TLS != nil || conn.TLS != nil) && hd.Get("X-Forwarded-Proto") == "",
 		Source:        idheader.ClientIP(conn.Client, hd["X-Forwarded-For"], fa.opts.Trusted),
 	}
 	if q.Method == "" {

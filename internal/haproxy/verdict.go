@@ -11,13 +11,10 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/internal/proxy"
 )
 
-// Reasons decided here, before the route's check; the proxy records the
-// same codes for the same refusals.
+// Reasons decided here, before the route's check. The refusals the proxy
+// also makes (bad host or path, no route, TRACE and CONNECT) carry the
+// proxy's codes (proxy.ReasonBadHost and the others).
 const (
-	ReasonBadHost  = "bad-host"       // the host cannot be canonicalized
-	ReasonBadPath  = "bad-path"       // the path cannot be canonicalized
-	ReasonNoRoute  = "no-route"       // no route matches host and path
-	ReasonMethod   = "method-refused" // TRACE and CONNECT are never allowed
 	ReasonEndpoint = "gatehouse-path" // a /.gatehouse/ path: the front end must send it to gatehouse's listener
 	// ReasonBadMessage: a NOTIFY without a check-auth message carrying
 	// method, host, path and src (haproxy.cfg does not match the agent).

@@ -1,8 +1,12 @@
 package idheader
 
 import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 )
 
 // ForwardedFor returns the X-Forwarded-For value to send upstream: when
@@ -184,4 +188,30 @@ func trimOWS(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
+}
+
+// RequestIDs makes request IDs: a random per-process prefix and a counter,
+// so IDs are unique without a random read per request. Make one with
+// NewRequestIDs.
+type RequestIDs struct {
+	prefix [8]byte
+	n      atomic.Uint64
+}
+
+// NewRequestIDs returns a generator with a fresh random prefix.
+func NewRequestIDs() *RequestIDs {
+	g := &RequestIDs{}
+	rand.Read(g.prefix[:])
+	return g
+}
+
+// Next returns a new ID: 32 lowercase hex digits, which ValidRequestID
+// accepts.
+func (g *RequestIDs) Next() string {
+	var b [16]byte
+	copy(b[:8], g.prefix[:])
+	binary.BigEndian.PutUint64(b[8:], g.n.Add(1))
+	var out [32]byte
+	hex.Encode(out[:], b[:])
+	return string(out[:])
 }

@@ -11,9 +11,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +21,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/internal/audit"
@@ -135,7 +131,7 @@ type Options struct {
 type Handler struct {
 	opts    Options
 	routes  *route.Table[*Route]
-	ids     idGen
+	ids     *idheader.RequestIDs
 	errLog  *log.Logger
 	bufPool bufferPool
 }
@@ -157,7 +153,7 @@ func New(opts Options) (*Handler, error) {
 	opts.Headers.RequestID = http.CanonicalHeaderKey(opts.Headers.RequestID)
 	h := &Handler{opts: opts}
 	h.errLog = slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn)
-	h.ids.init()
+	h.ids = idheader.NewRequestIDs()
 	entries := make([]route.Entry[*Route], 0, len(opts.Routes))
 	for _, rt := range opts.Routes {
 		if rt.Upstream != nil {
@@ -213,7 +209,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if id == "" {
-		id = h.ids.next()
+		id = h.ids.Next()
 	}
 	rec.RequestID = id
 	h.opts.Stripper.Strip(r.Header)
@@ -556,26 +552,6 @@ func Readyz(ready func() bool) http.HandlerFunc {
 		}
 		io.WriteString(w, "ready\n")
 	}
-}
-
-// idGen makes request IDs: a random per-process prefix and a counter, so
-// IDs are unique without a random read per request.
-type idGen struct {
-	prefix [8]byte
-	n      atomic.Uint64
-}
-
-func (g *idGen) init() {
-	rand.Read(g.prefix[:])
-}
-
-func (g *idGen) next() string {
-	var b [16]byte
-	copy(b[:8], g.prefix[:])
-	binary.BigEndian.PutUint64(b[8:], g.n.Add(1))
-	var out [32]byte
-	hex.Encode(out[:], b[:])
-	return string(out[:])
 }
 
 // bufferPool lends ReverseProxy its copy buffers. It pools array pointers,
