@@ -110,7 +110,7 @@ func (m *metabaseSession) SignIn(ctx context.Context, p *auth.Principal, client 
 		return "", time.Time{}, errUnverifiedEmail
 	}
 	if client.IsValid() {
-		ctx = metabase.WithRequestInfo(ctx, metabase.RequestInfo{ClientIP: client.String()})
+		ctx = metabase.WithRequestInfo(ctx, metabase.RequestInfo{ClientIP: client})
 	}
 	s, err := m.signIn(ctx, p)
 	if err != nil {

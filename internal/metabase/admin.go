@@ -125,15 +125,15 @@ func (c *Client) FindUser(ctx context.Context, email string) (Account, error) {
 // the memberships and login attributes.
 func (c *Client) GetUser(ctx context.Context, id int) (Account, error) {
 	cl := call{method: http.MethodGet, path: "/api/user/" + strconv.Itoa(id), auth: authAPIKey}
-	return c.accountCall(ctx, cl, http.StatusOK)
+	return c.accountCall(ctx, cl)
 }
 
-func (c *Client) accountCall(ctx context.Context, cl call, want int) (Account, error) {
+func (c *Client) accountCall(ctx context.Context, cl call) (Account, error) {
 	r, err := c.do(ctx, cl)
 	if err != nil {
 		return Account{}, err
 	}
-	if r.status != want {
+	if r.status != http.StatusOK {
 		return Account{}, c.fail(cl, r)
 	}
 	var a accountJSON
@@ -173,7 +173,7 @@ func (c *Client) CreateUser(ctx context.Context, na NewAccount) (Account, error)
 		body["login_attributes"] = na.LoginAttributes
 	}
 	cl := call{method: http.MethodPost, path: "/api/user", auth: authAPIKey, body: body, secrets: []string{na.Password}}
-	return c.accountCall(ctx, cl, http.StatusOK)
+	return c.accountCall(ctx, cl)
 }
 
 // AccountUpdate holds the fields UpdateUser changes; nil fields are left
@@ -199,7 +199,7 @@ func (c *Client) UpdateUser(ctx context.Context, id int, u AccountUpdate) (Accou
 		body["login_attributes"] = u.LoginAttributes
 	}
 	cl := call{method: http.MethodPut, path: "/api/user/" + strconv.Itoa(id), auth: authAPIKey, body: body}
-	return c.accountCall(ctx, cl, http.StatusOK)
+	return c.accountCall(ctx, cl)
 }
 
 // SetGroups replaces the user's memberships with groupIDs plus All Users:
@@ -211,7 +211,7 @@ func (c *Client) UpdateUser(ctx context.Context, id int, u AccountUpdate) (Accou
 func (c *Client) SetGroups(ctx context.Context, id int, groupIDs []int) (Account, error) {
 	cl := call{method: http.MethodPut, path: "/api/user/" + strconv.Itoa(id), auth: authAPIKey,
 		body: map[string]any{"user_group_memberships": memberships(groupIDs)}}
-	return c.accountCall(ctx, cl, http.StatusOK)
+	return c.accountCall(ctx, cl)
 }
 
 // memberships is All Users plus ids, sorted and without duplicates.
@@ -263,7 +263,7 @@ func (c *Client) Deactivate(ctx context.Context, id int) error {
 // false, so Administrators must be granted again if wanted.
 func (c *Client) Reactivate(ctx context.Context, id int) (Account, error) {
 	cl := call{method: http.MethodPut, path: "/api/user/" + strconv.Itoa(id) + "/reactivate", auth: authAPIKey}
-	return c.accountCall(ctx, cl, http.StatusOK)
+	return c.accountCall(ctx, cl)
 }
 
 // ListGroups returns every permission group: GET /api/permissions/group

@@ -27,8 +27,6 @@ var (
 	// ErrNoAccount is the 401 for an unknown or deactivated user when
 	// jwt-user-provisioning-enabled? is off (1.4).
 	ErrNoAccount = errors.New("no metabase account and provisioning is off")
-	// ErrInvalidRedirect is 400 "Invalid redirect URL" (1.5).
-	ErrInvalidRedirect = errors.New("return_to refused")
 	// ErrNoSession is a successful-looking reply that carries no usable
 	// session key, such as a 302 without a metabase.SESSION cookie (which is
 	// what /auth/sso answers when SAML is enabled too and wins the

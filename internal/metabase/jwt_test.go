@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -49,9 +50,6 @@ func TestMintSSOTokenClaims(t *testing.T) {
 		"groups": []any{"finance", "bi"}, "iat": float64(now.Unix()), "exp": float64(now.Unix() + 60)}
 	if d := cmp.Diff(want, claims); d != "" {
 		t.Errorf("claims (-want +got):\n%s", d)
-	}
-	if exp, iat := claims["exp"].(float64), claims["iat"].(float64); exp-iat > 60 || exp <= iat {
-		t.Errorf("exp - iat = %v", exp-iat)
 	}
 
 	// Nil groups: no claim, memberships untouched (1.6). Empty: [].
@@ -130,7 +128,7 @@ func TestSSOSessionCapturesCookie(t *testing.T) {
 	}
 	// A stable metabase.DEVICE is sent back, and Metabase sets no new one.
 	tok, _ = MintSSOToken(User{Email: "ana@example.com"}, []byte(testJWTSecret), clock.Now())
-	again, err := c.SSOSession(WithRequestInfo(t.Context(), RequestInfo{ClientIP: "203.0.113.7", DeviceID: sess.DeviceID}), tok)
+	again, err := c.SSOSession(WithRequestInfo(t.Context(), RequestInfo{ClientIP: netip.MustParseAddr("203.0.113.7"), DeviceID: sess.DeviceID}), tok)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,10 +20,8 @@ import (
 type Session struct {
 	// Key is the session key, a UUID. It prints as [redacted].
 	Key secret.Value
-	// Created is when the session was obtained, by the Client's clock.
-	Created time.Time
-	// Expires is the cookie's expiry when Metabase gave one, else Created
-	// plus MAX_SESSION_AGE: Metabase's limit is absolute and cannot be
+	// Expires is the cookie's expiry when Metabase gave one, else the time
+	// it was obtained (by the Client's clock) plus MAX_SESSION_AGE: Metabase's limit is absolute and cannot be
 	// extended (2.3). Metabase may end the session earlier (logout,
 	// password change, deactivation).
 	Expires time.Time
@@ -35,7 +33,7 @@ type Session struct {
 // session builds a Session from a key and the response's cookies.
 func (c *Client) session(key string, r *response) Session {
 	now := c.now()
-	s := Session{Key: secret.NewValue([]byte(key)), Created: now, Expires: now.Add(c.maxAge)}
+	s := Session{Key: secret.NewValue([]byte(key)), Expires: now.Add(c.maxAge)}
 	for _, ck := range r.cookies {
 		switch ck.Name {
 		case SessionCookie:
@@ -72,7 +70,6 @@ var (
 	msgNotEnabledNew = "jwt authentication is not enabled"
 	msgNotEnabledOld = "has not been enabled"
 	msgNoAccount     = "you'll need a metabase account"
-	msgBadRedirect   = "invalid redirect url"
 	msgPasswordOff   = "password login is disabled"
 	throttleRE       = regexp.MustCompile(`(?i)too many attempts.*?wait\s+(\d+)\s+seconds`)
 )
@@ -81,7 +78,7 @@ var (
 // 0.A.3): GET /auth/sso?jwt=…&return_to=/ without following the redirect,
 // capturing the metabase.SESSION cookie of the 302. jwt comes from
 // MintSSOToken. Errors wrap ErrSSOUnavailable (402), ErrSSODisabled,
-// ErrTokenRejected, ErrNoAccount, ErrInvalidRedirect, ErrNoSession,
+// ErrTokenRejected, ErrNoAccount, ErrNoSession,
 // ErrUnavailable, ErrTransport or ErrUnexpected.
 //
 // With jwt-user-provisioning-enabled? on, Metabase creates unknown users
@@ -123,8 +120,6 @@ func (c *Client) SSOSession(ctx context.Context, jwt string) (Session, error) {
 	case http.StatusBadRequest:
 		e := c.fail(cl, r)
 		switch {
-		case strings.Contains(text, msgBadRedirect):
-			e.Kind = ErrInvalidRedirect
 		case strings.Contains(text, msgNotEnabledOld):
 			e.Kind = ErrSSODisabled // older versions (1.1)
 		}
