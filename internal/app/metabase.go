@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"time"
@@ -56,20 +57,9 @@ func (a *App) metabaseSession(ctx context.Context, mb *config.Metabase, up *upst
 			return m.client.SSOSession(ctx, tok)
 		}
 	case "broker":
-		key, err := a.secrets.Resolve(ctx, mb.APIKey.Ref)
-		if err != nil {
-			return nil, fmt.Errorf("api_key: %w", err)
-		}
-		bk, err := a.secrets.Resolve(ctx, mb.BrokerKey.Ref)
-		if err != nil {
-			return nil, fmt.Errorf("broker_key: %w", err)
-		}
-		opts.APIKey = key
-		if m.client, err = metabase.New(opts); err != nil {
-			return nil, err
-		}
-		b, err := metabase.NewBroker(metabase.BrokerOptions{Client: m.client, BrokerKey: bk, GroupMap: mb.Groups, Logger: a.log.With("metabase", "broker")})
-		if err != nil {
+		var b *metabase.Broker
+		var err error
+		if b, m.client, err = a.metabaseBroker(ctx, mb, up); err != nil {
 			return nil, err
 		}
 		m.signIn = func(ctx context.Context, p *auth.Principal) (metabase.Session, error) {
@@ -79,6 +69,30 @@ func (a *App) metabaseSession(ctx context.Context, mb *config.Metabase, up *upst
 		return nil, fmt.Errorf("unknown mode %q", mb.Mode)
 	}
 	return m, nil
+}
+
+// metabaseBroker is the broker of a metabase route in mode broker, and
+// its client (with the API key), calling Metabase through the route's
+// upstream up.
+func (a *App) metabaseBroker(ctx context.Context, mb *config.Metabase, up *upstream.Upstream) (*metabase.Broker, *metabase.Client, error) {
+	key, err := a.secrets.Resolve(ctx, mb.APIKey.Ref)
+	if err != nil {
+		return nil, nil, fmt.Errorf("api_key: %w", err)
+	}
+	bk, err := a.secrets.Resolve(ctx, mb.BrokerKey.Ref)
+	if err != nil {
+		return nil, nil, fmt.Errorf("broker_key: %w", err)
+	}
+	c, err := metabase.New(metabase.Options{
+		BaseURL:    metabaseUpstreamURL,
+		HTTPClient: &http.Client{Transport: up, Timeout: metabase.DefaultTimeout},
+		APIKey:     key,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := metabase.NewBroker(metabase.BrokerOptions{Client: c, BrokerKey: bk, GroupMap: mb.Groups, Logger: a.log.With("metabase", "broker")})
+	return b, c, err
 }
 
 // jwtGroups is the groups claim for a user in provider groups: only the
@@ -134,8 +148,9 @@ func (m *metabaseSession) Owner(ctx context.Context, key string) (string, error)
 // DeprovisionMetabaseUser deactivates the Metabase account with this email
 // on a route in mode broker (`gatehouse metabase deprovision`), which also
 // ends its Metabase sessions. A deactivated account stays so: the broker
-// never reactivates one. Server-side calls go straight to the route's
-// upstream targets, tried in order.
+// never reactivates one. Server-side calls go through the route's upstream
+// as gatehouse serve builds it (its TLS settings, a target that refuses
+// connections skipped for the next), without health checks.
 func DeprovisionMetabaseUser(ctx context.Context, cfg *config.Config, route, email string) error {
 	var rc *config.Route
 	for i := range cfg.Routes {
@@ -149,30 +164,27 @@ func DeprovisionMetabaseUser(ctx context.Context, cfg *config.Config, route, ema
 	case rc.Metabase == nil || rc.Metabase.Mode != "broker":
 		return fmt.Errorf("route %q is not a metabase route in mode broker", route)
 	}
-	res := secret.NewResolver(secret.ResolverOptions{})
-	key, err := res.Resolve(ctx, rc.Metabase.APIKey.Ref)
+	a := &App{secrets: secret.NewResolver(secret.ResolverOptions{}), log: slog.New(slog.DiscardHandler)}
+	uc := cfg.Upstreams[rc.Upstream]
+	tlsConfig, err := a.upstreamTLS(ctx, rc.Upstream, uc.TLS)
 	if err != nil {
-		return fmt.Errorf("metabase.api_key: %w", err)
+		return err
 	}
-	bk, err := res.Resolve(ctx, rc.Metabase.BrokerKey.Ref)
+	opts := upstream.Options{
+		Name:        rc.Upstream,
+		DialTimeout: uc.DialTimeout.D(),
+		TLSConfig:   tlsConfig,
+		Retries:     len(uc.Targets) - 1,
+	}
+	addTargets(&opts, uc.Targets)
+	up, err := upstream.New(opts)
 	if err != nil {
-		return fmt.Errorf("metabase.broker_key: %w", err)
+		return err
 	}
-	var errs []error
-	for _, t := range cfg.Upstreams[rc.Upstream].Targets {
-		c, err := metabase.New(metabase.Options{BaseURL: t.URL.String(), APIKey: key})
-		if err != nil {
-			return err
-		}
-		b, err := metabase.NewBroker(metabase.BrokerOptions{Client: c, BrokerKey: bk, GroupMap: rc.Metabase.Groups})
-		if err != nil {
-			return err
-		}
-		if err := b.Deprovision(ctx, email); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", t.URL.Redacted(), err))
-			continue
-		}
-		return nil
+	defer up.Close()
+	b, _, err := a.metabaseBroker(ctx, rc.Metabase, up)
+	if err != nil {
+		return fmt.Errorf("metabase.%w", err)
 	}
-	return errors.Join(errs...)
+	return b.Deprovision(ctx, email)
 }

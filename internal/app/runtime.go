@@ -92,10 +92,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config) (*runtime, error) {
 				Timeout: hc.Timeout.D(), Rise: hc.Rise, Fall: hc.Fall,
 			}
 		}
-		for _, t := range uc.Targets {
-			opts.Targets = append(opts.Targets, t.URL.URL)
-			opts.Weights = append(opts.Weights, t.Weight)
-		}
+		addTargets(&opts, uc.Targets)
 		u, err := upstream.New(opts)
 		if err != nil {
 			return nil, err
@@ -215,6 +212,14 @@ func (a *App) previousUpstream(name string) *upstream.Upstream {
 		}
 	}
 	return nil
+}
+
+// addTargets adds an upstream's targets and their weights to opts.
+func addTargets(opts *upstream.Options, targets []config.Target) {
+	for _, t := range targets {
+		opts.Targets = append(opts.Targets, t.URL.URL)
+		opts.Weights = append(opts.Weights, t.Weight)
+	}
 }
 
 // clientIPKey is the consistent-hash key of balance: hash with
