@@ -1,7 +1,7 @@
 // Command floor is the smallest reverse proxy gatehouse's design allows: a
 // net/http server whose only handler is an httputil.ReverseProxy with a
-// Rewrite function (SetURL and SetXForwarded) and a pool of copy buffers (as
-// gatehouse has) in front of one target, with no
+// Rewrite function (SetURL and SetXForwarded) and gatehouse's pool of copy
+// buffers in front of one target, with gatehouse's default server limits and no
 // routing, no header hygiene, no audit record, no metrics and no identity.
 // bench/run.sh measures it next to gatehouse and HAProxy, so that the table
 // shows what the mandated architecture costs by itself, before gatehouse
@@ -28,10 +28,11 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/gatehouse-proxy/gatehouse/internal/config"
+	"github.com/gatehouse-proxy/gatehouse/internal/proxy"
 	"github.com/gatehouse-proxy/gatehouse/internal/upstream"
 )
 
@@ -77,21 +78,22 @@ func run(addr, target, transport string) error {
 	default:
 		return fmt.Errorf("-transport %q: want std or gatehouse", transport)
 	}
-	proxy := &httputil.ReverseProxy{
+	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
 			r.SetXForwarded()
 		},
 		Transport:  rt,
-		BufferPool: &bufferPool{},
+		BufferPool: &proxy.BufferPool{},
 	}
-	// gatehouse's default server limits (config.Default).
+	limits := config.Default().Server
 	srv := &http.Server{
 		Addr:              addr,
-		Handler:           proxy,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    32 << 10,
+		Handler:           rp,
+		ReadHeaderTimeout: limits.ReadHeaderTimeout.D(),
+		IdleTimeout:       limits.IdleTimeout.D(),
+		WriteTimeout:      limits.WriteTimeout.D(),
+		MaxHeaderBytes:    limits.MaxHeaderBytes,
 		ErrorLog:          log.New(os.Stderr, "floor: ", 0),
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -106,21 +108,4 @@ func run(addr, target, transport string) error {
 		return err
 	}
 	return nil
-}
-
-// bufferPool keeps ReverseProxy's 32 KiB copy buffers between requests;
-// without one, ReverseProxy allocates a buffer for every response body.
-type bufferPool struct{ p sync.Pool }
-
-func (bp *bufferPool) Get() []byte {
-	if b, ok := bp.p.Get().(*[32 << 10]byte); ok {
-		return b[:]
-	}
-	return new([32 << 10]byte)[:]
-}
-
-func (bp *bufferPool) Put(b []byte) {
-	if len(b) == 32<<10 {
-		bp.p.Put((*[32 << 10]byte)(b))
-	}
 }

@@ -40,7 +40,7 @@ var allowedImports = map[string][]string{
 	"cmd/gatehouse":      {"examples", "internal/app", "internal/config", "internal/demoapp", "internal/idp"},
 	"examples":           nil,
 	"bench/credentials":  {"internal/session", "internal/testenv"},
-	"bench/floor":        {"internal/upstream"},
+	"bench/floor":        {"internal/config", "internal/proxy", "internal/upstream"},
 
 	"internal/metabase/metabasetest": nil,
 }

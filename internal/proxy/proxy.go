@@ -133,7 +133,7 @@ type Handler struct {
 	routes  *route.Table[*Route]
 	ids     *idheader.RequestIDs
 	errLog  *log.Logger
-	bufPool bufferPool
+	bufPool BufferPool
 }
 
 // New builds the routing table and one ReverseProxy per route.
@@ -554,20 +554,21 @@ func Readyz(ready func() bool) http.HandlerFunc {
 	}
 }
 
-// bufferPool lends ReverseProxy its copy buffers. It pools array pointers,
-// so returning a buffer allocates nothing.
-type bufferPool struct{ p sync.Pool }
+// BufferPool is an httputil.BufferPool of 32 KiB copy buffers, ready at
+// its zero value. It pools array pointers, so returning a buffer allocates
+// nothing.
+type BufferPool struct{ p sync.Pool }
 
 const copyBufferSize = 32 << 10
 
-func (bp *bufferPool) Get() []byte {
+func (bp *BufferPool) Get() []byte {
 	if b, ok := bp.p.Get().(*[copyBufferSize]byte); ok {
 		return b[:]
 	}
 	return new([copyBufferSize]byte)[:]
 }
 
-func (bp *bufferPool) Put(b []byte) {
+func (bp *BufferPool) Put(b []byte) {
 	if cap(b) >= copyBufferSize {
 		bp.p.Put((*[copyBufferSize]byte)(b[:copyBufferSize]))
 	}
