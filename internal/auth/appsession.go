@@ -80,16 +80,18 @@ type appBinding struct {
 }
 
 func parseAppBinding(v string) (appBinding, bool) {
-	f := strings.Fields(v)
-	if len(f) != 4 || f[0] == "" {
+	key, rest, ok1 := strings.Cut(v, " ")
+	exp, rest, ok2 := strings.Cut(rest, " ")
+	created, retry, ok3 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || !ok3 || key == "" || strings.Contains(retry, " ") {
 		return appBinding{}, false
 	}
-	ei, err1 := strconv.ParseInt(f[1], 10, 64)
-	ci, err2 := strconv.ParseInt(f[2], 10, 64)
+	ei, err1 := strconv.ParseInt(exp, 10, 64)
+	ci, err2 := strconv.ParseInt(created, 10, 64)
 	if err1 != nil || err2 != nil {
 		return appBinding{}, false
 	}
-	return appBinding{f[0], time.Unix(ei, 0), time.Unix(ci, 0), f[3] == "1"}, true
+	return appBinding{key, time.Unix(ei, 0), time.Unix(ci, 0), retry == "1"}, true
 }
 
 func (b appBinding) String() string {
@@ -162,7 +164,7 @@ func (rt *Route) bindApp(ctx context.Context, w http.ResponseWriter, p *Principa
 	g := rt.g
 	now := g.opts.Now()
 	s := p.session
-	name := extraAppPrefix + rt.opts.Name
+	name := rt.appExtra
 	b, ok := parseAppBinding(s.Extra[name])
 	refused := ok && g.appRejected.has(b.key)
 	if ok && !refused && now.Before(b.expires.Add(-appRenewBefore)) {
@@ -319,21 +321,28 @@ func (rt *Route) CheckResponse(resp *http.Response) {
 	name := rt.opts.AppSession.CookieName()
 	var issued *http.Cookie
 	if vals := resp.Header["Set-Cookie"]; len(vals) > 0 {
-		kept := vals[:0:0]
-		for _, v := range vals {
+		var kept []string // allocated at the first cookie removed
+		for i, v := range vals {
 			n, _, _ := strings.Cut(v, "=")
 			if strings.TrimSpace(n) != name {
-				kept = append(kept, v)
+				if kept != nil {
+					kept = append(kept, v)
+				}
 				continue
+			}
+			if kept == nil {
+				kept = append(make([]string, 0, len(vals)-1), vals[:i]...)
 			}
 			if c, err := http.ParseSetCookie(v); err == nil && c.Value != "" && c.MaxAge >= 0 &&
 				(c.Expires.IsZero() || c.Expires.After(rt.g.opts.Now())) {
 				issued = c
 			}
 		}
-		if len(kept) == 0 {
+		switch {
+		case kept == nil: // nothing removed
+		case len(kept) == 0:
 			delete(resp.Header, "Set-Cookie")
-		} else {
+		default:
 			resp.Header["Set-Cookie"] = kept
 		}
 	}
@@ -375,7 +384,7 @@ func (rt *Route) captureApp(resp *http.Response, ar *appRequest, c *http.Cookie)
 	if exp.IsZero() {
 		exp = now.Add(appDefaultLifetime)
 	}
-	ns := withExtra(ar.p.session, extraAppPrefix+rt.opts.Name, appBinding{key: c.Value, expires: exp, created: now}.String())
+	ns := withExtra(ar.p.session, rt.appExtra, appBinding{key: c.Value, expires: exp, created: now}.String())
 	value, err := g.save(ctx, ns, now)
 	if err != nil {
 		g.opts.Log.Error("binding the session the app issued failed", "route", rt.opts.Name, "err", err)

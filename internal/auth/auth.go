@@ -249,6 +249,7 @@ type Route struct {
 	opts      RouteOptions
 	providers []string
 	headers   []string // every header Admit may set, canonical
+	appExtra  string   // the session's Extra key of this route's app binding
 }
 
 // Route builds the access check for one route.
@@ -256,7 +257,7 @@ func (g *Gate) Route(opts RouteOptions) (*Route, error) {
 	if opts.Policy == nil {
 		return nil, fmt.Errorf("auth: route %s has no policy", opts.Name)
 	}
-	rt := &Route{g: g, opts: opts, providers: opts.Providers}
+	rt := &Route{g: g, opts: opts, providers: opts.Providers, appExtra: extraAppPrefix + opts.Name}
 	if len(rt.providers) == 0 {
 		rt.providers = g.names
 	}
