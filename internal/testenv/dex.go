@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -91,14 +90,7 @@ type DexServer struct {
 	dir string // config and storage
 
 	mu   sync.Mutex // guards proc
-	proc *dexProcess
-}
-
-type dexProcess struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{} // closed once cmd.Wait returned
-	err  error         // cmd.Wait's result, set before done is closed
+	proc *process
 }
 
 // Dex starts Dex on 127.0.0.1 with opts and stops it when the test ends. The
@@ -154,7 +146,7 @@ func (d *DexServer) Stop() {
 	p := d.proc
 	d.mu.Unlock()
 	if p != nil {
-		p.stop()
+		p.stop(dexStopTimeout)
 	}
 }
 
@@ -181,21 +173,16 @@ func (d *DexServer) start(opts DexOptions) error {
 
 	cmd := exec.Command(d.bin, "serve", cfgPath)
 	cmd.Env = append(os.Environ(), "DEX_SESSIONS_ENABLED="+strconv.FormatBool(!opts.DisableSessions))
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	p, err := startProcess(cmd, out)
+	if err != nil {
 		return fmt.Errorf("starting %s: %w", d.bin, err)
 	}
-	p := &dexProcess{cmd: cmd, out: out, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	d.mu.Lock()
 	d.proc = p
 	d.mu.Unlock()
 
 	if err := waitReady(d.Issuer, p); err != nil {
-		p.stop()
+		p.stop(dexStopTimeout)
 		if strings.Contains(out.String(), "address already in use") {
 			return fmt.Errorf("%w: %w", errPortTaken, err)
 		}
@@ -206,7 +193,7 @@ func (d *DexServer) start(opts DexOptions) error {
 
 // waitReady polls the discovery document until it answers 200, the process
 // exits, or dexReadyTimeout passes.
-func waitReady(issuer string, p *dexProcess) error {
+func waitReady(issuer string, p *process) error {
 	ctx, cancel := context.WithTimeout(context.Background(), dexReadyTimeout)
 	defer cancel()
 	u := issuer + "/.well-known/openid-configuration"
@@ -230,21 +217,6 @@ func waitReady(issuer string, p *dexProcess) error {
 			return fmt.Errorf("dex not ready after %v at %s", dexReadyTimeout, u)
 		case <-tick.C:
 		}
-	}
-}
-
-func (p *dexProcess) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(dexStopTimeout):
-		_ = p.cmd.Process.Kill()
-		<-p.done
 	}
 }
 

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -58,14 +57,7 @@ type HAProxyOptions struct {
 // HAProxy is a running HAProxy process, started by StartHAProxy and stopped
 // by Stop or when the test ends.
 type HAProxy struct {
-	// Dir is the run directory: HAProxy's working directory, holding
-	// haproxy.cfg and HAProxyOptions.Files.
-	Dir string
-
-	cmd  *exec.Cmd
-	out  *syncBuffer   // stdout and stderr combined
-	done chan struct{} // closed once cmd.Wait returned
-	err  error         // cmd.Wait's result, set before done is closed
+	*process
 }
 
 // StartHAProxy writes opts into a fresh run directory, checks the
@@ -73,11 +65,14 @@ type HAProxy struct {
 // `haproxy -db -f haproxy.cfg` in the foreground. It waits up to 10 s for the
 // Ready addresses and stops HAProxy when the test ends, logging its output if
 // the test failed. It fails the test, never skips it, when the haproxy binary
-// is missing (HAProxyBinary), the config is invalid or HAProxy does not
+// is missing (haproxyBinary), the config is invalid or HAProxy does not
 // start.
 func StartHAProxy(t testing.TB, opts HAProxyOptions) *HAProxy {
 	t.Helper()
-	bin := HAProxyBinary(t)
+	bin, err := haproxyBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, haproxyConfigName)
 	if err := writeHAProxyFiles(dir, cfgPath, opts); err != nil {
@@ -87,17 +82,13 @@ func StartHAProxy(t testing.TB, opts HAProxyOptions) *HAProxy {
 		t.Fatal(err)
 	}
 
-	h := &HAProxy{Dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
-	h.cmd = exec.Command(bin, "-db", "-f", cfgPath)
-	h.cmd.Dir = dir
-	h.cmd.Stdout, h.cmd.Stderr = h.out, h.out
-	if err := h.cmd.Start(); err != nil {
+	cmd := exec.Command(bin, "-db", "-f", cfgPath)
+	cmd.Dir = dir // relative file names in the config resolve here
+	p, err := startProcess(cmd, &syncBuffer{})
+	if err != nil {
 		t.Fatalf("starting %s: %v", bin, err)
 	}
-	go func() {
-		h.err = h.cmd.Wait()
-		close(h.done)
-	}()
+	h := &HAProxy{p}
 	t.Cleanup(func() {
 		h.Stop()
 		if t.Failed() {
@@ -115,39 +106,17 @@ func StartHAProxy(t testing.TB, opts HAProxyOptions) *HAProxy {
 // Stop ends the HAProxy process by its PID: SIGTERM (HAProxy's hard stop),
 // then SIGKILL after 5 s. It waits for the process and is safe to call more
 // than once and from several goroutines.
-func (h *HAProxy) Stop() {
-	select {
-	case <-h.done:
-		return
-	default:
-	}
-	_ = h.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-h.done:
-	case <-time.After(haproxyStopTimeout):
-		_ = h.cmd.Process.Kill()
-		<-h.done
-	}
-}
+func (h *HAProxy) Stop() { h.stop(haproxyStopTimeout) }
 
 // Log returns HAProxy's combined stdout and stderr so far: its startup
 // warnings, and the traffic log when the config logs to stdout.
 func (h *HAProxy) Log() string { return h.out.String() }
 
-// HAProxyBinary returns the haproxy binary: $GATEHOUSE_HAPROXY if set (to
+// haproxyBinary returns the haproxy binary: $GATEHOUSE_HAPROXY if set (to
 // test another HAProxy version), else `haproxy` on PATH, else
-// /usr/sbin/haproxy (not on a non-root PATH on Debian). It fails the test
-// when there is none: a test that needs HAProxy must not pass silently
-// without it.
-func HAProxyBinary(t testing.TB) string {
-	t.Helper()
-	bin, err := haproxyBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
-}
-
+// /usr/sbin/haproxy (not on a non-root PATH on Debian). It is an error when
+// there is none: a test that needs HAProxy must not pass silently without
+// it.
 func haproxyBinary() (string, error) {
 	if p := os.Getenv("GATEHOUSE_HAPROXY"); p != "" {
 		if _, err := os.Stat(p); err != nil {
