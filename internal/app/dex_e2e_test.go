@@ -69,6 +69,30 @@ type dexGatehouse struct {
 func startDexGatehouse(t *testing.T, opts testenv.DexOptions, session string) *dexGatehouse {
 	t.Helper()
 	up := newEcho(t)
+	return startDexGatehouseWith(t, opts, session, fmt.Sprintf(`
+upstreams:
+  app: {targets: [%s]}
+routes:
+  - name: admin
+    path: /admin
+    upstream: app
+    policy:
+      allow: [{name: admins, groups: [admins]}]
+  - name: app
+    path: /
+    upstream: app
+    policy:
+      allow: [{name: signed-in, authenticated: true}]
+`, up.URL))
+}
+
+// startDexGatehouseWith starts Dex with opts (gatehouse's client, with its
+// redirect, logout and back-channel URIs on a free port, is added here) and
+// then gatehouse with the provider "dex" on that port. session is YAML for
+// identity.session, or ""; upstreamsAndRoutesYAML is the rest of the
+// configuration (top-level upstreams and routes).
+func startDexGatehouseWith(t *testing.T, opts testenv.DexOptions, session, upstreamsAndRoutesYAML string) *dexGatehouse {
+	t.Helper()
 	port := testenv.FreePort(t)
 	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
 	opts.Clients = []testenv.DexClient{{
@@ -99,20 +123,7 @@ identity:
       client_secret: env:%s
       scopes: [openid, email, profile, groups, offline_access]
       groups_claim: groups
-upstreams:
-  app: {targets: [%s]}
-routes:
-  - name: admin
-    path: /admin
-    upstream: app
-    policy:
-      allow: [{name: admins, groups: [admins]}]
-  - name: app
-    path: /
-    upstream: app
-    policy:
-      allow: [{name: signed-in, authenticated: true}]
-`, port, origin, sessionYAML, dex.Issuer, dexClientID, dexSecretEnv, up.URL)
+`, port, origin, sessionYAML, dex.Issuer, dexClientID, dexSecretEnv) + upstreamsAndRoutesYAML
 	return &dexGatehouse{gatehouse: start(t, yaml), origin: origin, dex: dex, dexOpts: opts}
 }
 

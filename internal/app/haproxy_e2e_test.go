@@ -126,10 +126,6 @@ type haTopology struct {
 	g       *gatehouse
 }
 
-func freeAddr(t *testing.T) string {
-	return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-}
-
 // haRoutes are the routes of both topologies: analysts only on
 // /analytics, any signed-in user elsewhere, /public/ open.
 const haRoutes = `
@@ -165,9 +161,9 @@ identity:
 // proxies to the app.
 func startInline(t *testing.T) *haTopology {
 	t.Helper()
-	tp := &haTopology{tlsAddr: freeAddr(t), ghAddr: freeAddr(t), app: newHAApp(t)}
+	tp := &haTopology{tlsAddr: closedPort(t), ghAddr: closedPort(t), app: newHAApp(t)}
 	tp.origin = "https://" + tp.tlsAddr
-	httpAddr := freeAddr(t)
+	httpAddr := closedPort(t)
 	extra := fmt.Sprintf("upstreams:\n  app: {targets: [%s]}\n", tp.app.url)
 	tp.yaml = haGatehouseYAML(tp, sessionKeyFile(t), extra, "\n    upstream: app")
 	tp.g = start(t, tp.yaml)
@@ -193,9 +189,9 @@ func startInline(t *testing.T) *haTopology {
 // HAProxy.
 func startSPOE(t *testing.T) *haTopology {
 	t.Helper()
-	tp := &haTopology{tlsAddr: freeAddr(t), ghAddr: freeAddr(t), spoe: freeAddr(t), app: newHAApp(t)}
+	tp := &haTopology{tlsAddr: closedPort(t), ghAddr: closedPort(t), spoe: closedPort(t), app: newHAApp(t)}
 	tp.origin = "https://" + tp.tlsAddr
-	httpAddr := freeAddr(t)
+	httpAddr := closedPort(t)
 	tp.yaml = haGatehouseYAML(tp, sessionKeyFile(t), fmt.Sprintf("spoe: {address: %s}\n", tp.spoe), "")
 	tp.g = start(t, tp.yaml)
 
@@ -404,29 +400,6 @@ func underscoreForgery(t *testing.T, tp *haTopology, c *http.Client, path string
 	if n := tp.app.hits.Load() - before; n != 0 {
 		t.Errorf("the app saw %d requests with X_Gatehouse_User", n)
 	}
-}
-
-// recordsByID returns gatehouse's audit records (stopping it) by request
-// ID.
-func recordsByID(g *gatehouse) map[string][]auditRecord {
-	m := map[string][]auditRecord{}
-	for _, r := range g.records() {
-		m[r.RequestID] = append(m[r.RequestID], r)
-	}
-	return m
-}
-
-func oneRecord(t *testing.T, m map[string][]auditRecord, id string) (auditRecord, bool) {
-	t.Helper()
-	if id == "" {
-		t.Error("the app saw no X-Request-Id")
-		return auditRecord{}, false
-	}
-	if len(m[id]) != 1 {
-		t.Errorf("%d audit records with request_id %q, want 1", len(m[id]), id)
-		return auditRecord{}, false
-	}
-	return m[id][0], true
 }
 
 // TestHAProxyInlineTopology: inline.cfg in front of gatehouse's PROXY v2

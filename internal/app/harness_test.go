@@ -215,6 +215,31 @@ func (g *gatehouse) records() []auditRecord {
 	return out
 }
 
+// recordsByID returns gatehouse's audit records (stopping it) by request
+// ID.
+func recordsByID(g *gatehouse) map[string][]auditRecord {
+	m := map[string][]auditRecord{}
+	for _, r := range g.records() {
+		m[r.RequestID] = append(m[r.RequestID], r)
+	}
+	return m
+}
+
+// oneRecord returns the single record in m with request ID id, failing the
+// test (without stopping it) when id is empty or has not exactly one.
+func oneRecord(t *testing.T, m map[string][]auditRecord, id string) (auditRecord, bool) {
+	t.Helper()
+	if id == "" {
+		t.Error("the app saw no X-Request-Id")
+		return auditRecord{}, false
+	}
+	if len(m[id]) != 1 {
+		t.Errorf("%d audit records with request_id %q, want 1", len(m[id]), id)
+		return auditRecord{}, false
+	}
+	return m[id][0], true
+}
+
 // record returns the single audit record with this request ID.
 func (g *gatehouse) record(requestID string) auditRecord {
 	g.t.Helper()

@@ -30,9 +30,13 @@ type identityGatehouse struct {
 	origin string
 }
 
-func startIdentity(t *testing.T, extra string) *identityGatehouse {
+// startBuiltinGatehouse starts gatehouse with the built-in provider and the
+// demo users on a public port chosen before start, its origin the public
+// URL. identityExtra is more identity settings (indented 2 spaces), or "";
+// upstreamsAndRoutesYAML is the rest of the configuration (top-level
+// upstreams and routes).
+func startBuiltinGatehouse(t *testing.T, identityExtra, upstreamsAndRoutesYAML string) *identityGatehouse {
 	t.Helper()
-	up := newEcho(t)
 	port := testenv.FreePort(t)
 	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
 	yaml := fmt.Sprintf(`
@@ -44,6 +48,14 @@ admin: {address: 127.0.0.1:0}
 identity:
   builtin: {demo_users: true}
 %s
+`, port, origin, identityExtra) + upstreamsAndRoutesYAML
+	return &identityGatehouse{gatehouse: start(t, yaml), origin: origin}
+}
+
+func startIdentity(t *testing.T, extra string) *identityGatehouse {
+	t.Helper()
+	up := newEcho(t)
+	return startBuiltinGatehouse(t, extra, fmt.Sprintf(`
 upstreams:
   app: {targets: [%s]}
 routes:
@@ -65,8 +77,7 @@ routes:
     policy:
       public: [/public/]
       allow: [{name: signed-in, authenticated: true}]
-`, port, origin, extra, up.URL)
-	return &identityGatehouse{gatehouse: start(t, yaml), origin: origin}
+`, up.URL))
 }
 
 // browser is an HTTP client with a cookie jar that does not follow
@@ -660,14 +671,7 @@ func TestSessionAndTokensNeverLogged(t *testing.T) {
 
 func TestPassAccessTokenOnlyWhereOptedIn(t *testing.T) {
 	up := newEcho(t)
-	port := testenv.FreePort(t)
-	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
-	g := &identityGatehouse{gatehouse: start(t, fmt.Sprintf(`
-listeners: [{name: public, address: "127.0.0.1:%d"}]
-public_url: %s
-admin: {address: 127.0.0.1:0}
-identity:
-  builtin: {demo_users: true}
+	g := startBuiltinGatehouse(t, "", fmt.Sprintf(`
 upstreams:
   app: {targets: [%s]}
 routes:
@@ -680,7 +684,7 @@ routes:
     path: /
     upstream: app
     policy: {allow: [{authenticated: true}]}
-`, port, origin, up.URL)), origin: origin}
+`, up.URL))
 	c := browser(t)
 	g.signIn(t, c, "/", "alice", "wonderland")
 	e := decodeEcho(t, fetch(t, c, g.origin+"/calls-apis/x", http.Header{"Authorization": {"Bearer client-sent"}}))

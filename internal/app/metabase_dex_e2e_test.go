@@ -65,34 +65,7 @@ func startMetabaseDex(t *testing.T, mode string, opts testenv.DexOptions, sessio
 	mb.AddGroup("Analysts")
 	mb.AddGroup("Finance")
 
-	port := testenv.FreePort(t)
-	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
-	opts.Clients = []testenv.DexClient{{
-		ID:                     dexClientID,
-		Secret:                 dexClientSecret,
-		RedirectURIs:           []string{origin + "/.gatehouse/callback"},
-		PostLogoutRedirectURIs: []string{origin + "/.gatehouse/logged-out"},
-		BackchannelLogoutURI:   origin + "/.gatehouse/backchannel-logout",
-	}}
-	dex := testenv.Dex(t, opts)
-	t.Setenv(dexSecretEnv, dexClientSecret)
-	sessionYAML := ""
-	if session != "" {
-		sessionYAML = "  session: " + session
-	}
-	yaml := fmt.Sprintf(`
-listeners: [{name: public, address: "127.0.0.1:%d"}]
-public_url: %s
-admin: {address: 127.0.0.1:0}
-identity:
-%s
-  providers:
-    - name: dex
-      issuer: %s
-      client_id: %s
-      client_secret: env:%s
-      scopes: [openid, email, profile, groups, offline_access]
-      groups_claim: groups
+	g := startDexGatehouseWith(t, opts, session, fmt.Sprintf(`
 upstreams:
   metabase: {targets: [%s]}
 routes:
@@ -100,8 +73,8 @@ routes:
     upstream: metabase
     metabase: %s
     policy: {allow: [{name: signed-in, authenticated: true}]}
-`, port, origin, sessionYAML, dex.Issuer, dexClientID, dexSecretEnv, mb.URL, routeMetabase)
-	return &dexGatehouse{gatehouse: start(t, yaml), origin: origin, dex: dex, dexOpts: opts}, mb
+`, mb.URL, routeMetabase))
+	return g, mb
 }
 
 // metabaseLogins is how many Metabase sessions gatehouse opened in mode:

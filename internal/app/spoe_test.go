@@ -49,6 +49,22 @@ func dialSPOE(t testing.TB, addr string) *spoeClient {
 	return sc
 }
 
+// send writes f, failing the test if it cannot. Call it from the test's
+// goroutine only.
+func (sc *spoeClient) send(f spop.Frame) {
+	sc.t.Helper()
+	if err := sc.w.WriteFrame(&f); err != nil {
+		sc.t.Fatalf("writing %s: %v", f.Type, err)
+	}
+}
+
+// read reads the next frame into f, waiting at most ioTimeout; the error
+// is the caller's to judge (a closed connection may be what it wants).
+func (sc *spoeClient) read(f *spop.Frame) error {
+	sc.c.SetReadDeadline(time.Now().Add(ioTimeout))
+	return sc.r.ReadFrame(f)
+}
+
 // hello sends HAPROXY-HELLO and returns the agent's answer.
 func (sc *spoeClient) hello(healthcheck bool) *spop.Frame {
 	sc.t.Helper()
@@ -62,13 +78,9 @@ func (sc *spoeClient) hello(healthcheck bool) *spop.Frame {
 		kv[2].Value = spop.StringValue("")
 		kv = append(kv[:3], spop.KV{Name: []byte("healthcheck"), Value: spop.BoolValue(true)})
 	}
-	f := spop.Frame{Type: spop.FrameHAProxyHello, Flags: spop.FlagFIN, KV: kv}
-	if err := sc.w.WriteFrame(&f); err != nil {
-		sc.t.Fatal(err)
-	}
+	sc.send(spop.Frame{Type: spop.FrameHAProxyHello, Flags: spop.FlagFIN, KV: kv})
 	var reply spop.Frame
-	sc.c.SetReadDeadline(time.Now().Add(ioTimeout))
-	if err := sc.r.ReadFrame(&reply); err != nil {
+	if err := sc.read(&reply); err != nil {
 		sc.t.Fatalf("reading AGENT-HELLO: %v", err)
 	}
 	out, err := reply.Clone()
@@ -116,13 +128,9 @@ func (q spoeRequest) frame(sid, fid uint64) spop.Frame {
 // it sets (all must be txn-scoped).
 func (sc *spoeClient) notify(sid, fid uint64, q spoeRequest) map[string]spop.Value {
 	sc.t.Helper()
-	f := q.frame(sid, fid)
-	if err := sc.w.WriteFrame(&f); err != nil {
-		sc.t.Fatal(err)
-	}
+	sc.send(q.frame(sid, fid))
 	var ack spop.Frame
-	sc.c.SetReadDeadline(time.Now().Add(ioTimeout))
-	if err := sc.r.ReadFrame(&ack); err != nil {
+	if err := sc.read(&ack); err != nil {
 		sc.t.Fatalf("reading ACK: %v", err)
 	}
 	if ack.Type != spop.FrameAck || ack.StreamID != sid || ack.FrameID != fid || ack.Flags&spop.FlagFIN == 0 {
@@ -247,19 +255,12 @@ func TestSPOEVerdictIsTheProxysDecision(t *testing.T) {
 		}
 	}
 
-	recs := g.records()
+	recs := recordsByID(g.gatehouse)
 	for id, want := range map[string]string{"spoe-alice-1": "allow", "spoe-bob-1": "deny", "spoe-anon-1": "redirect", "spoe-api-1": "deny"} {
-		var found []auditRecord
-		for _, r := range recs {
-			if r.RequestID == id {
-				found = append(found, r)
-			}
-		}
-		if len(found) != 1 {
-			t.Errorf("%s: %d audit records, want 1", id, len(found))
+		r, ok := oneRecord(t, recs, id)
+		if !ok {
 			continue
 		}
-		r := found[0]
 		if r.Decision != want || r.Via != "spoe" || r.ClientIP != "192.0.2.10" || r.Route == "" {
 			t.Errorf("%s: audit record %+v, want decision %s via spoe from 192.0.2.10", id, r, want)
 		}
@@ -371,32 +372,25 @@ func TestSPOEHealthCheckAndDisconnect(t *testing.T) {
 		t.Fatalf("health check answered with %s", f.Type)
 	}
 	var f spop.Frame
-	sc.c.SetReadDeadline(time.Now().Add(ioTimeout))
-	if err := sc.r.ReadFrame(&f); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+	if err := sc.read(&f); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("connection stayed open after a health check (read %v, %v)", f.Type, err)
 	}
 
 	// HAPROXY-DISCONNECT is answered with AGENT-DISCONNECT status 0.
 	sc = dialSPOE(t, addr)
 	sc.hello(false)
-	d := spop.Frame{Type: spop.FrameHAProxyDisconnect, Flags: spop.FlagFIN, KV: []spop.KV{
+	sc.send(spop.Frame{Type: spop.FrameHAProxyDisconnect, Flags: spop.FlagFIN, KV: []spop.KV{
 		{Name: []byte("status-code"), Value: spop.Uint32Value(0)},
 		{Name: []byte("message"), Value: spop.StringValue("normal")},
-	}}
-	if err := sc.w.WriteFrame(&d); err != nil {
-		t.Fatal(err)
-	}
-	sc.c.SetReadDeadline(time.Now().Add(ioTimeout))
-	if err := sc.r.ReadFrame(&f); err != nil || f.Type != spop.FrameAgentDisconnect {
+	}})
+	if err := sc.read(&f); err != nil || f.Type != spop.FrameAgentDisconnect {
 		t.Fatalf("after HAPROXY-DISCONNECT: %v %v", f.Type, err)
 	}
 
 	// A NOTIFY before HELLO is a protocol error: AGENT-DISCONNECT.
 	sc = dialSPOE(t, addr)
-	n := spoeRequest{method: "GET", host: "x", path: "/"}.frame(1, 1)
-	sc.w.WriteFrame(&n)
-	sc.c.SetReadDeadline(time.Now().Add(ioTimeout))
-	if err := sc.r.ReadFrame(&f); err != nil || f.Type != spop.FrameAgentDisconnect {
+	sc.send(spoeRequest{method: "GET", host: "x", path: "/"}.frame(1, 1))
+	if err := sc.read(&f); err != nil || f.Type != spop.FrameAgentDisconnect {
 		t.Fatalf("NOTIFY before HELLO: %v %v", f.Type, err)
 	}
 }
@@ -405,14 +399,10 @@ func TestSPOEWithoutCheckAuthMessageRefuses(t *testing.T) {
 	g := startIdentity(t, spoeExtra)
 	sc := dialSPOE(t, g.app.Addr("spoe").String())
 	sc.hello(false)
-	f := spop.Frame{Type: spop.FrameNotify, Flags: spop.FlagFIN, StreamID: 1, FrameID: 1,
-		Messages: []spop.Message{{Name: []byte("other"), Args: []spop.Arg{{Name: []byte("path"), Value: spop.StringValue("/")}}}}}
-	if err := sc.w.WriteFrame(&f); err != nil {
-		t.Fatal(err)
-	}
+	sc.send(spop.Frame{Type: spop.FrameNotify, Flags: spop.FlagFIN, StreamID: 1, FrameID: 1,
+		Messages: []spop.Message{{Name: []byte("other"), Args: []spop.Arg{{Name: []byte("path"), Value: spop.StringValue("/")}}}}})
 	var ack spop.Frame
-	sc.c.SetReadDeadline(time.Now().Add(ioTimeout))
-	if err := sc.r.ReadFrame(&ack); err != nil || ack.Type != spop.FrameAck {
+	if err := sc.read(&ack); err != nil || ack.Type != spop.FrameAck {
 		t.Fatalf("%v %v", ack.Type, err)
 	}
 	if len(ack.Actions) != 0 {
@@ -445,17 +435,10 @@ func TestSPOESlowVerdictDoesNotHoldUpOthers(t *testing.T) {
 
 	sc := dialSPOE(t, g.app.Addr("spoe").String())
 	sc.hello(false)
-	slowQ := spoeRequest{method: "GET", host: host, path: "/analytics", authz: "Bearer " + iss.token(t, nil)}.frame(1, 1)
-	fastQ := spoeRequest{method: "GET", host: host, path: "/analytics", session: session}.frame(3, 1)
-	if err := sc.w.WriteFrame(&slowQ); err != nil {
-		t.Fatal(err)
-	}
-	if err := sc.w.WriteFrame(&fastQ); err != nil {
-		t.Fatal(err)
-	}
+	sc.send(spoeRequest{method: "GET", host: host, path: "/analytics", authz: "Bearer " + iss.token(t, nil)}.frame(1, 1))
+	sc.send(spoeRequest{method: "GET", host: host, path: "/analytics", session: session}.frame(3, 1))
 	var ack spop.Frame
-	sc.c.SetReadDeadline(time.Now().Add(ioTimeout))
-	if err := sc.r.ReadFrame(&ack); err != nil {
+	if err := sc.read(&ack); err != nil {
 		t.Fatal(err)
 	}
 	if ack.StreamID != 3 {
@@ -465,8 +448,7 @@ func TestSPOESlowVerdictDoesNotHoldUpOthers(t *testing.T) {
 		t.Error("alice's session refused")
 	}
 	once.Do(func() { close(release) })
-	sc.c.SetReadDeadline(time.Now().Add(ioTimeout))
-	if err := sc.r.ReadFrame(&ack); err != nil || ack.StreamID != 1 {
+	if err := sc.read(&ack); err != nil || ack.StreamID != 1 {
 		t.Fatalf("second ACK: stream %d, %v", ack.StreamID, err)
 	}
 }

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gatehouse-proxy/gatehouse/internal/testenv"
 )
 
 // wsEcho is an upstream that completes a WebSocket handshake (RFC 6455
@@ -70,15 +68,7 @@ func dialWebSocket(t *testing.T, addr, path, upgrade string, extra ...string) (n
 
 func startWebSocketGatehouse(t *testing.T, identityExtra ...string) (*identityGatehouse, string) {
 	t.Helper()
-	port := testenv.FreePort(t)
-	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
-	g := start(t, fmt.Sprintf(`
-listeners: [{name: public, address: "127.0.0.1:%d"}]
-public_url: %s
-admin: {address: 127.0.0.1:0}
-identity:
-  builtin: {demo_users: true}
-%s
+	g := startBuiltinGatehouse(t, strings.Join(identityExtra, "\n"), fmt.Sprintf(`
 upstreams:
   ws: {targets: [%s]}
 routes:
@@ -91,8 +81,8 @@ routes:
     path: /
     upstream: ws
     policy: {allow: [{authenticated: true}]}
-`, port, origin, strings.Join(identityExtra, "\n"), wsEcho(t)))
-	return &identityGatehouse{gatehouse: g, origin: origin}, fmt.Sprintf("127.0.0.1:%d", port)
+`, wsEcho(t)))
+	return g, strings.TrimPrefix(g.origin, "http://")
 }
 
 func TestWebSocketEchoClosedAtLogout(t *testing.T) {

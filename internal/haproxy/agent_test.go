@@ -1,13 +1,13 @@
 package haproxy_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
-	"sync"
+	"os"
 	"testing"
 	"time"
 
@@ -23,22 +23,11 @@ import (
 
 const ioTimeout = 5 * time.Second
 
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
 // startAgent runs an agent with no routes (every verdict is 404 no-route)
 // on 127.0.0.1, trusting peers as trusted says.
 func startAgent(t *testing.T, trusted bool, tweak func(*haproxy.AgentOptions)) (*haproxy.Agent, string) {
 	t.Helper()
-	al, err := audit.New(audit.Options{Output: "stdout", Stdout: &lockedBuffer{}})
+	al, err := audit.New(audit.Options{Output: "stdout", Stdout: io.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +54,13 @@ func startAgent(t *testing.T, trusted bool, tweak func(*haproxy.AgentOptions)) (
 		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 		defer cancel()
 		a.Shutdown(ctx)
-		if err := <-served; !errors.Is(err, haproxy.ErrAgentClosed) {
-			t.Errorf("Serve returned %v, want ErrAgentClosed", err)
+		select {
+		case err := <-served:
+			if !errors.Is(err, haproxy.ErrAgentClosed) {
+				t.Errorf("Serve returned %v, want ErrAgentClosed", err)
+			}
+		case <-time.After(ioTimeout):
+			t.Error("Serve did not return after Shutdown")
 		}
 	})
 	return a, ln.Addr().String()
@@ -139,8 +133,12 @@ func TestAgentRefusesUntrustedPeer(t *testing.T) {
 	_, addr := startAgent(t, false, nil)
 	c := dial(t, addr)
 	c.send(hello("pipelining"))
-	if f, err := c.read(); err == nil {
+	f, err := c.read()
+	if err == nil {
 		t.Fatalf("untrusted peer got %s, want the connection closed", f.Type)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("untrusted connection stayed open (read %v), want it closed", err)
 	}
 }
 

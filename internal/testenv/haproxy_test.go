@@ -165,7 +165,7 @@ func TestTestCert(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 	for _, name := range []string{"app.test", "gh.test", "127.0.0.1"} {
-		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: name}}}
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: name}}}
 		resp, err := c.Get(srv.URL)
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -173,7 +173,7 @@ func TestTestCert(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "other.test"}}}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "other.test"}}}
 	if resp, err := c.Get(srv.URL); err == nil {
 		resp.Body.Close()
 		t.Errorf("other.test: certificate accepted for a name it does not hold")
