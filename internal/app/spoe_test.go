@@ -452,3 +452,68 @@ func TestSPOESlowVerdictDoesNotHoldUpOthers(t *testing.T) {
 		t.Fatalf("second ACK: stream %d, %v", ack.StreamID, err)
 	}
 }
+
+// TestSPOEShutdownDrainsVerdictsInFlight: a verdict still waiting when
+// gatehouse shuts down is answered before the agent says goodbye, so
+// HAProxy is not left without an answer it would have to time out.
+func TestSPOEShutdownDrainsVerdictsInFlight(t *testing.T) {
+	release, arrived := make(chan struct{}), make(chan struct{}, 1)
+	var once sync.Once
+	iss := newAPIIssuer(t)
+	slow := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		<-release
+		http.Error(w, "gone", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	g := startIdentity(t, fmt.Sprintf(`  bearer:
+    - issuer: %s
+      jwks_url: %s/keys
+      audiences: [api://gatehouse]
+%s`, iss.url, slow.URL, spoeExtra))
+	host := strings.TrimPrefix(g.origin, "http://")
+	agent := g.app.Addr("spoe").String()
+
+	sc := dialSPOE(t, agent)
+	sc.hello(false)
+	sc.send(spoeRequest{method: "GET", host: host, path: "/analytics", authz: "Bearer " + iss.token(t, nil)}.frame(1, 1))
+	select {
+	case <-arrived: // the verdict is in flight, waiting for the JWKS
+	case <-time.After(ioTimeout):
+		t.Fatal("the bearer check never fetched the JWKS")
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- g.stop() }()
+	// Shutdown has begun once the agent refuses new connections.
+	waitFor(5*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", agent, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	if c, err := net.DialTimeout("tcp", agent, 100*time.Millisecond); err == nil {
+		c.Close()
+		t.Fatal("the agent still accepts connections after shutdown began")
+	}
+	once.Do(func() { close(release) })
+
+	var f spop.Frame
+	if err := sc.read(&f); err != nil || f.Type != spop.FrameAck || f.StreamID != 1 {
+		t.Fatalf("after shutdown began: %v %s stream %d, want the ACK for stream 1", err, f.Type, f.StreamID)
+	}
+	if err := sc.read(&f); err != nil || f.Type != spop.FrameAgentDisconnect {
+		t.Fatalf("after the last ACK: %v %s, want AGENT-DISCONNECT", err, f.Type)
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(stopTimeout):
+		t.Fatal("gatehouse did not stop")
+	}
+}

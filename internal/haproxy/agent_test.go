@@ -182,9 +182,11 @@ func TestAgentRefusesFrameLargerThanNegotiated(t *testing.T) {
 	}
 }
 
-// TestAgentShutdownDrainsAndSaysGoodbye: Shutdown answers the NOTIFYs
-// already read and then sends AGENT-DISCONNECT on every connection.
-func TestAgentShutdownDrainsAndSaysGoodbye(t *testing.T) {
+// TestAgentShutdownSaysGoodbyeAndStopsAccepting: Shutdown sends
+// AGENT-DISCONNECT on an open connection and closes the listener. (These
+// agents decide every verdict on the reader; draining verdicts still in
+// flight is TestSPOEShutdownDrainsVerdictsInFlight in internal/app.)
+func TestAgentShutdownSaysGoodbyeAndStopsAccepting(t *testing.T) {
 	a, addr := startAgent(t, true, nil)
 	c := dial(t, addr)
 	c.send(hello("pipelining"))
@@ -210,7 +212,9 @@ func TestAgentShutdownDrainsAndSaysGoodbye(t *testing.T) {
 }
 
 // TestAgentAnswersEveryPipelinedNotifyOnce: NOTIFYs written back to back
-// each get exactly one ACK with their own IDs.
+// each get exactly one ACK with their own IDs. Here all are decided on the
+// reader and batched; verdicts that wait (answered from goroutines, in any
+// order) are TestSPOESlowVerdictDoesNotHoldUpOthers in internal/app.
 func TestAgentAnswersEveryPipelinedNotifyOnce(t *testing.T) {
 	_, addr := startAgent(t, true, nil)
 	c := dial(t, addr)
